@@ -1,0 +1,1 @@
+"""The REST API: authentication, vehicles and diagnostic commands."""

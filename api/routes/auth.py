@@ -1,0 +1,84 @@
+"""Login, token refresh and rotation, logout, and the current user."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from fastapi import APIRouter, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Auth, CurrentUser, State
+from api.schemas import LoginRequest, LogoutRequest, MePublic, RefreshRequest, TokenPair
+from common.auth import revoke_access_token
+from common.errors import AuthError
+from common.passwords import verify_password
+from common.settings import Settings
+from common.tokens import decode_token, issue_token
+from common.users import User
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+log = structlog.get_logger(__name__)
+
+#: One message for every failed login, so it does not tell which part was wrong.
+_BAD_LOGIN = "Invalid username or password"
+
+
+async def _issue_pair(state: State, user: User) -> TokenPair:
+    settings: Settings = state.settings
+    access, _ = issue_token(settings, user, "access")
+    refresh, refresh_claims = issue_token(settings, user, "refresh")
+    await state.redis.set(
+        state.keys.refresh_token(refresh_claims.jti), user.user_id, ex=settings.refresh_token_ttl_s
+    )
+    return TokenPair(
+        access_token=access, refresh_token=refresh, expires_in=settings.access_token_ttl_s
+    )
+
+
+@router.post("/login", response_model=TokenPair)
+async def login(body: LoginRequest, state: State) -> TokenPair:
+    """Exchange a username and password for an access and a refresh token."""
+    user = await state.users.get_by_username(body.username)
+    # scrypt takes ~50 ms of CPU: keep it off the event loop.
+    valid = await run_in_threadpool(
+        verify_password, body.password, user.password_hash if user else None
+    )
+    if not valid or user is None or not user.active:
+        log.info("login_failed")
+        raise AuthError(_BAD_LOGIN)
+    log.info("login_succeeded", user_id=user.user_id)
+    return await _issue_pair(state, user)
+
+
+@router.post("/refresh", response_model=TokenPair)
+async def refresh(body: RefreshRequest, state: State) -> TokenPair:
+    """Rotate a refresh token: the old one stops working, a new pair is returned."""
+    claims = decode_token(state.settings, body.refresh_token, "refresh")
+    owner = await state.redis.getdel(state.keys.refresh_token(claims.jti))
+    if owner is None or owner != claims.sub:
+        raise AuthError("Refresh token revoked or already used")
+    user = await state.users.get_by_id(claims.sub)
+    if user is None or not user.active:
+        raise AuthError("User inactive or unknown")
+    return await _issue_pair(state, user)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(auth: Auth, state: State, body: LogoutRequest | None = None) -> None:
+    """Revoke the presented access token and, when given, the refresh token."""
+    user, claims = auth
+    await revoke_access_token(state.redis, state.keys, claims, now_ts=time.time())
+    if body and body.refresh_token:
+        try:
+            refresh_claims = decode_token(state.settings, body.refresh_token, "refresh")
+        except AuthError:
+            return
+        if refresh_claims.sub == user.user_id:
+            await state.redis.delete(state.keys.refresh_token(refresh_claims.jti))
+
+
+@router.get("/me", response_model=MePublic)
+async def read_me(user: CurrentUser) -> MePublic:
+    """The authenticated user."""
+    return MePublic(user_id=user.user_id, username=user.username, role=user.role, email=user.email)

@@ -1,0 +1,45 @@
+"""Per-process clients and stores, opened once in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio
+from dramatiq.brokers.redis import RedisBroker
+
+from common.command_store import CommandStore
+from common.eventlog import AsyncEventLog
+from common.keys import Keys
+from common.settings import Settings
+from common.users import UserStore
+from common.vehicles import VehicleStore
+
+__all__ = ["AppState"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    redis: redis.asyncio.Redis
+    broker: RedisBroker
+    keys: Keys
+    users: UserStore
+    vehicles: VehicleStore
+    commands: CommandStore
+    events: AsyncEventLog
+
+    @classmethod
+    def build(cls, settings: Settings, client: redis.asyncio.Redis, broker: RedisBroker) -> AppState:
+        keys = Keys(settings.key_prefix)
+        return cls(
+            settings=settings,
+            redis=client,
+            broker=broker,
+            keys=keys,
+            users=UserStore(client, keys),
+            vehicles=VehicleStore(client, keys),
+            commands=CommandStore(client, keys),
+            events=AsyncEventLog(
+                client, keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
+            ),
+        )

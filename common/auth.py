@@ -1,0 +1,34 @@
+"""Authenticating an access token against Redis: signature, revocation, active user."""
+
+from __future__ import annotations
+
+import redis.asyncio
+
+from common.errors import AuthError
+from common.keys import Keys
+from common.settings import Settings
+from common.tokens import TokenClaims, decode_token
+from common.users import User, UserStore
+
+__all__ = ["authenticate_access_token", "revoke_access_token"]
+
+
+async def authenticate_access_token(
+    settings: Settings, client: redis.asyncio.Redis, keys: Keys, token: str
+) -> tuple[User, TokenClaims]:
+    """The active user behind ``token``; raise ``AuthError`` with a client-safe message."""
+    claims = decode_token(settings, token, "access")
+    if await client.exists(keys.revoked_access_token(claims.jti)):
+        raise AuthError("Token revoked")
+    user = await UserStore(client, keys).get_by_id(claims.sub)
+    if user is None or not user.active:
+        raise AuthError("User inactive or unknown")
+    return user, claims
+
+
+async def revoke_access_token(
+    client: redis.asyncio.Redis, keys: Keys, claims: TokenClaims, *, now_ts: float
+) -> None:
+    """Refuse ``claims.jti`` until the token would have expired anyway."""
+    remaining = max(1, int(claims.expires_at.timestamp() - now_ts) + 1)
+    await client.set(keys.revoked_access_token(claims.jti), "1", ex=remaining)

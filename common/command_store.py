@@ -1,0 +1,79 @@
+"""Commands and their responses in Redis, for the asyncio processes (api, realtime)."""
+
+from __future__ import annotations
+
+import redis.asyncio
+
+from common.commands import CommandRecord, CommandStatus
+from common.events import Response
+from common.keys import Keys
+
+__all__ = ["CommandStore"]
+
+
+class CommandStore:
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys) -> None:
+        self._client = client
+        self._keys = keys
+
+    async def create(self, command: CommandRecord) -> None:
+        """Store the command and index it by time, user and vehicle."""
+        score = command.submitted_at.timestamp()
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._keys.command(command.command_id), mapping=command.to_redis())
+            pipe.zadd(self._keys.commands, {command.command_id: score})
+            pipe.zadd(self._keys.commands_by_user(command.user_id), {command.command_id: score})
+            pipe.zadd(
+                self._keys.commands_by_vehicle(command.vehicle_id), {command.command_id: score}
+            )
+            await pipe.execute()
+
+    async def get(self, command_id: str) -> CommandRecord | None:
+        fields = await self._client.hgetall(self._keys.command(command_id))  # type: ignore[misc] # redis-py's async stubs type hgetall as a union
+        return CommandRecord.from_redis(fields) if fields else None
+
+    async def list_commands(
+        self,
+        *,
+        user_id: str | None = None,
+        vehicle_id: str | None = None,
+        status: CommandStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[CommandRecord], int]:
+        """Newest first, filtered; returns ``(page, total matching)``."""
+        if user_id is not None:
+            index = self._keys.commands_by_user(user_id)
+        elif vehicle_id is not None:
+            index = self._keys.commands_by_vehicle(vehicle_id)
+        else:
+            index = self._keys.commands
+        needs_filter = status is not None or (user_id is not None and vehicle_id is not None)
+        if not needs_filter:
+            total = await self._client.zcard(index)
+            ids = await self._client.zrevrange(index, offset, offset + limit - 1)
+            return await self._load(ids), total
+        # Filtered listing walks the index; fine for a fleet's command history per user/vehicle.
+        ids = await self._client.zrevrange(index, 0, -1)
+        matching = [
+            c
+            for c in await self._load(ids)
+            if (status is None or c.status == status)
+            and (vehicle_id is None or c.vehicle_id == vehicle_id)
+        ]
+        return matching[offset : offset + limit], len(matching)
+
+    async def _load(self, ids: list[str]) -> list[CommandRecord]:
+        if not ids:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for command_id in ids:
+                pipe.hgetall(self._keys.command(command_id))
+            rows = await pipe.execute()
+        return [CommandRecord.from_redis(r) for r in rows if r]
+
+    async def responses(self, command_id: str) -> list[Response]:
+        """The command's responses ordered by ``sequence_number``."""
+        raw = await self._client.hvals(self._keys.command_responses(command_id))  # type: ignore[misc] # redis-py's async stubs type hvals as a union
+        responses = [Response.model_validate_json(r) for r in raw]
+        return sorted(responses, key=lambda r: r.sequence_number)

@@ -1,0 +1,52 @@
+"""The root exception of the service and its leaves, each carrying what a handler needs."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppError",
+    "AuthError",
+    "ConflictError",
+    "ForbiddenError",
+    "NotFoundError",
+    "ServiceUnavailableError",
+]
+
+
+class AppError(Exception):
+    """Base of every error the service raises on purpose. ``status_code`` maps it to HTTP."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AuthError(AppError):
+    """Missing, invalid, expired or revoked credentials."""
+
+    status_code = 401
+
+
+class ForbiddenError(AppError):
+    """Authenticated, but the role does not allow it."""
+
+    status_code = 403
+
+
+class NotFoundError(AppError):
+    """The resource does not exist, or the caller may not know that it does."""
+
+    status_code = 404
+
+
+class ConflictError(AppError):
+    """The request conflicts with the resource's current state."""
+
+    status_code = 409
+
+
+class ServiceUnavailableError(AppError):
+    """A dependency (Redis, the broker) is unreachable; the client may retry."""
+
+    status_code = 503

@@ -1,0 +1,151 @@
+"""The durable per-command event log and its publication, done atomically in Redis.
+
+One Lua script records an event: it checks the command's state, stores the
+response (once per ``sequence_number``) or the new status, assigns the next
+``seq``, appends the event to the command's Stream (entry id ``<seq>-0``) and
+publishes it on ``response:{command_id}``. Because the log is written before the
+publish in the same atomic step, a subscriber that subscribes first and then
+reads the log misses nothing. Replays of the same response (a redelivered
+message) and any event after the terminal status are refused, so a client sees
+each response once and exactly one terminal status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from common.commands import TERMINAL_STATUSES
+from common.events import ErrorEvent, ResponseEvent, StatusEvent
+from common.keys import Keys, response_channel
+
+__all__ = ["APPEND_SCRIPT", "AsyncEventLog", "EventLog", "LogEntry", "REFUSED", "UNKNOWN_COMMAND"]
+
+#: Script result when the event was refused (duplicate response, repeated or late status).
+REFUSED = 0
+#: Script result when the command does not exist.
+UNKNOWN_COMMAND = -1
+
+_TERMINAL = " ".join(sorted(TERMINAL_STATUSES))
+
+APPEND_SCRIPT = """
+-- KEYS: command hash, responses hash, events stream
+-- ARGV: channel, event body (JSON object without seq), maxlen, ttl seconds,
+--       kind, response number | new status, response JSON, terminal statuses,
+--       then field/value pairs to set on the command
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if string.find(' ' .. ARGV[8] .. ' ', ' ' .. status .. ' ', 1, true) then return 0 end
+local kind = ARGV[5]
+if kind == 'response' then
+  if redis.call('HSETNX', KEYS[2], ARGV[6], ARGV[7]) == 0 then return 0 end
+elseif kind == 'status' then
+  if status == ARGV[6] then return 0 end
+  redis.call('HSET', KEYS[1], 'status', ARGV[6])
+end
+for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local seq = redis.call('HINCRBY', KEYS[1], 'event_seq', 1)
+local event = '{"seq":' .. seq .. ',' .. string.sub(ARGV[2], 2)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'event', event)
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('PUBLISH', ARGV[1], event)
+return seq
+"""
+
+AnyEvent = ResponseEvent | StatusEvent | ErrorEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One event read back from the log: its position and its JSON text."""
+
+    seq: int
+    data: str
+
+
+def _script_call(
+    keys: Keys,
+    event: AnyEvent,
+    *,
+    maxlen: int,
+    ttl_s: int,
+    fields: dict[str, str] | None,
+) -> tuple[list[str], list[str]]:
+    command_id = event.command_id
+    body = event.model_dump_json(exclude={"seq"}, exclude_none=True)
+    if isinstance(event, ResponseEvent):
+        kind, arg, payload = "response", str(event.sequence_number), event.response.model_dump_json()
+    elif isinstance(event, StatusEvent):
+        kind, arg, payload = "status", event.status.value, ""
+    else:
+        kind, arg, payload = "error", "", ""
+    argv = [response_channel(command_id), body, str(maxlen), str(ttl_s), kind, arg, payload]
+    argv.append(_TERMINAL)
+    for name, value in (fields or {}).items():
+        argv += [name, value]
+    return [
+        keys.command(command_id),
+        keys.command_responses(command_id),
+        keys.command_events(command_id),
+    ], argv
+
+
+def _entries(raw: list[tuple[Any, dict[Any, Any]]]) -> list[LogEntry]:
+    out = []
+    for entry_id, fields in raw:
+        entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        data = fields.get(b"event", fields.get("event"))
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        out.append(LogEntry(seq=int(entry.split("-", 1)[0]), data=text))
+    return out
+
+
+class EventLog:
+    """Writer for worker threads (synchronous Redis client)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, maxlen: int, ttl_s: int) -> None:
+        self._keys = keys
+        self._maxlen = maxlen
+        self._ttl_s = ttl_s
+        self._script = client.register_script(APPEND_SCRIPT)
+
+    def append(self, event: AnyEvent, *, fields: dict[str, str] | None = None) -> int:
+        """Record and publish ``event``; return its ``seq``, or ``REFUSED`` / ``UNKNOWN_COMMAND``."""
+        keys, argv = _script_call(
+            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields
+        )
+        return int(self._script(keys=keys, args=argv))
+
+
+class AsyncEventLog:
+    """Writer and reader for asyncio processes."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, keys: Keys, *, maxlen: int, ttl_s: int
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._maxlen = maxlen
+        self._ttl_s = ttl_s
+        self._script = client.register_script(APPEND_SCRIPT)
+
+    async def append(self, event: AnyEvent, *, fields: dict[str, str] | None = None) -> int:
+        """Record and publish ``event``; return its ``seq``, or ``REFUSED`` / ``UNKNOWN_COMMAND``."""
+        keys, argv = _script_call(
+            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields
+        )
+        return int(await self._script(keys=keys, args=argv))
+
+    async def read_since(self, command_id: str, since: int = 0) -> list[LogEntry]:
+        """Every logged event of the command with ``seq > since``, in order."""
+        raw = await self._client.xrange(self._keys.command_events(command_id), min=f"{since + 1}-0")
+        return _entries(raw)
+
+    async def first_seq(self, command_id: str) -> int | None:
+        """The oldest ``seq`` the log still holds, or ``None`` when it holds nothing."""
+        raw = await self._client.xrange(self._keys.command_events(command_id), count=1)
+        entries = _entries(raw)
+        return entries[0].seq if entries else None

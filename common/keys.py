@@ -1,0 +1,72 @@
+"""Every Redis key and Pub/Sub channel name, built in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys", "response_channel"]
+
+
+def response_channel(command_id: str) -> str:
+    """The Pub/Sub channel carrying one command's events (part of the public protocol)."""
+    return f"response:{command_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix, so tests and deployments can share a server safely."""
+
+    prefix: str = "sovd"
+
+    # Users and tokens
+    def user(self, username: str) -> str:
+        return f"{self.prefix}:user:{username}"
+
+    def user_by_id(self, user_id: str) -> str:
+        return f"{self.prefix}:user-id:{user_id}"
+
+    def refresh_token(self, jti: str) -> str:
+        return f"{self.prefix}:refresh:{jti}"
+
+    def revoked_access_token(self, jti: str) -> str:
+        return f"{self.prefix}:revoked:{jti}"
+
+    # Vehicles
+    def vehicle(self, vehicle_id: str) -> str:
+        return f"{self.prefix}:vehicle:{vehicle_id}"
+
+    @property
+    def vehicles(self) -> str:
+        return f"{self.prefix}:vehicles"
+
+    # Commands
+    # A command's keys share a hash tag so its event script stays on one Redis Cluster slot.
+    def command(self, command_id: str) -> str:
+        return f"{self.prefix}:command:{{{command_id}}}"
+
+    def command_responses(self, command_id: str) -> str:
+        return f"{self.prefix}:command:{{{command_id}}}:responses"
+
+    def command_events(self, command_id: str) -> str:
+        """The durable per-command event log (a Stream whose entry ids are ``<seq>-0``)."""
+        return f"{self.prefix}:command:{{{command_id}}}:events"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}:commands"
+
+    def commands_by_user(self, user_id: str) -> str:
+        return f"{self.prefix}:commands:user:{user_id}"
+
+    def commands_by_vehicle(self, vehicle_id: str) -> str:
+        return f"{self.prefix}:commands:vehicle:{vehicle_id}"
+
+    # The simulated fleet's vehicle memory
+    def sim_dtcs(self, vehicle_id: str, ecu_address: str) -> str:
+        """Stored DTCs of one simulated ECU (a hash: code -> JSON)."""
+        return f"{self.prefix}:sim:dtcs:{vehicle_id}:{ecu_address}"
+
+    @property
+    def broker_namespace(self) -> str:
+        """Namespace of Dramatiq's own keys."""
+        return f"{self.prefix}:dramatiq"

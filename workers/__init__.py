@@ -1,0 +1,1 @@
+"""Dramatiq actors that execute diagnostic commands against vehicles."""

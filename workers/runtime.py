@@ -1,0 +1,58 @@
+"""What actors need at run time, built once per worker process from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from common.eventlog import EventLog
+from common.keys import Keys
+from common.redis_client import sync_client
+from common.settings import Settings
+from workers.connector import VehicleConnector
+from workers.simulator import SimulatedFleet
+
+__all__ = ["Runtime", "build_runtime", "configure", "current"]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    client: redis.Redis
+    keys: Keys
+    events: EventLog
+    connector: VehicleConnector
+
+
+_runtime: Runtime | None = None
+
+
+def build_runtime(settings: Settings, *, connector: VehicleConnector | None = None) -> Runtime:
+    """A runtime for ``settings``; the simulated fleet is the default connector."""
+    client = sync_client(settings.effective_redis_url)
+    keys = Keys(settings.key_prefix)
+    return Runtime(
+        settings=settings,
+        client=client,
+        keys=keys,
+        events=EventLog(
+            client, keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
+        ),
+        connector=connector
+        or SimulatedFleet(
+            client, keys, seed=settings.sim_seed, delay_scale=settings.sim_delay_scale
+        ),
+    )
+
+
+def configure(runtime: Runtime) -> None:
+    """Install the process's runtime; actors read it with ``current()``."""
+    global _runtime  # noqa: PLW0603 - one runtime per process, set by the entry point
+    _runtime = runtime
+
+
+def current() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("workers.runtime.configure() was not called in this process")
+    return _runtime
