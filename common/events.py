@@ -14,13 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from common.commands import CommandStatus
 
 __all__ = [
+    "ClientMessage",
     "ErrorEvent",
     "Event",
     "EventAdapter",
     "EventEnvelope",
+    "ProtocolErrorEvent",
     "Response",
     "ResponseEvent",
     "StatusEvent",
+    "SubscribedEvent",
+    "UnsubscribedEvent",
 ]
 
 
@@ -75,3 +79,37 @@ class EventEnvelope(BaseModel):
     event: str
     command_id: str
     seq: int = Field(ge=1)
+
+
+class SubscribedEvent(_Model):
+    """Answer to a client's ``subscribe`` action on an open connection."""
+
+    event: Literal["subscribed"] = "subscribed"
+    command_id: str
+    since: int = 0
+
+
+class UnsubscribedEvent(_Model):
+    """Answer to a client's ``unsubscribe`` action."""
+
+    event: Literal["unsubscribed"] = "unsubscribed"
+    command_id: str
+
+
+class ProtocolErrorEvent(_Model):
+    """A client message the server could not act on; the connection stays open."""
+
+    event: Literal["error"] = "error"
+    command_id: str | None = None
+    error_message: str
+    error_code: str
+
+
+class ClientMessage(BaseModel):
+    """What a client may send on an open WebSocket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["subscribe", "unsubscribe", "ping"]
+    command_id: str | None = Field(default=None, max_length=64)
+    since: int = Field(default=0, ge=0)

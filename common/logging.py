@@ -37,6 +37,7 @@ def redact(text: str) -> str:
 def _redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
     for key, value in event_dict.items():
         if isinstance(value, str):
             event_dict[key] = redact(value)

@@ -1,0 +1,83 @@
+"""``sovd-admin``: create users and seed demo data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from common.fleet import DEMO_USERS, seed_demo
+from common.keys import Keys
+from common.redis_client import async_client
+from common.settings import Settings, get_settings
+from common.users import Role, UserExistsError, UserStore
+
+__all__ = ["main"]
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
+    client = async_client(settings.effective_redis_url)
+    try:
+        user = await UserStore(client, Keys(settings.key_prefix)).create(
+            username=args.username,
+            password=password,
+            role=Role(args.role),
+            email=args.email,
+            active=not args.inactive,
+            replace=args.replace,
+        )
+    finally:
+        await client.aclose()
+    return user.user_id
+
+
+async def _seed(settings: Settings) -> list[str]:
+    client = async_client(settings.effective_redis_url)
+    try:
+        return await seed_demo(client, Keys(settings.key_prefix))
+    finally:
+        await client.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sovd-admin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create-user", help="create a user (password read from stdin)")
+    create.add_argument("username")
+    create.add_argument("--role", choices=[r.value for r in Role], required=True)
+    create.add_argument("--email")
+    create.add_argument("--inactive", action="store_true", help="create the user disabled")
+    create.add_argument("--replace", action="store_true", help="reset an existing user")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    sub.add_parser("seed-demo", help="create the demo users and fleet if missing")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+
+    if args.command == "create-user":
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("Password: ")
+        if len(password) < 8:
+            print("error: the password must have at least 8 characters", file=sys.stderr)
+            return 2
+        try:
+            user_id = asyncio.run(_create_user(settings, args, password))
+        except UserExistsError:
+            print(f"error: user {args.username!r} exists (use --replace)", file=sys.stderr)
+            return 1
+        print(f"created {args.username} ({args.role}) user_id={user_id}")
+        return 0
+
+    created = asyncio.run(_seed(settings))
+    print("demo users created: " + (", ".join(created) or "none (already present)"))
+    for username, password, role, _ in DEMO_USERS:
+        print(f"  {role.value:<9} {username} / {password}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

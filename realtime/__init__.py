@@ -1,0 +1,1 @@
+"""The realtime relay: WebSocket clients, one Redis subscription per process."""
