@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     sub.add_parser("seed-demo", help="create the demo users and fleet if missing")
+    sub.add_parser("demo-logins", help="print the demo logins (no server needed)")
     args = parser.parse_args(argv)
+    if args.command == "demo-logins":
+        _print_demo_logins()
+        return 0
     settings = get_settings()
 
     if args.command == "create-user":
@@ -74,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
 
     created = asyncio.run(_seed(settings))
     print("demo users created: " + (", ".join(created) or "none (already present)"))
-    for username, password, role, _ in DEMO_USERS:
-        print(f"  {role.value:<9} {username} / {password}")
+    _print_demo_logins()
     return 0
+
+
+def _print_demo_logins() -> None:
+    print("Demo logins (development only):")
+    for username, password, role, _ in DEMO_USERS:
+        print(f"  {role.value:<9} username={username:<9} password={password}")
 
 
 if __name__ == "__main__":
