@@ -14,7 +14,7 @@ from common.errors import AuthError, ForbiddenError
 from common.tokens import TokenClaims
 from common.users import User
 
-__all__ = ["Auth", "CurrentUser", "Submitter", "State"]
+__all__ = ["Auth", "CurrentUser", "State", "Submitter"]
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio
 from dramatiq.brokers.redis import RedisBroker
+from redis.asyncio import Redis
 
 from common.command_store import CommandStore
 from common.eventlog import AsyncEventLog
@@ -20,7 +20,7 @@ __all__ = ["AppState"]
 @dataclass(frozen=True, slots=True)
 class AppState:
     settings: Settings
-    redis: redis.asyncio.Redis
+    redis: Redis
     broker: RedisBroker
     keys: Keys
     users: UserStore
@@ -29,7 +29,7 @@ class AppState:
     events: AsyncEventLog
 
     @classmethod
-    def build(cls, settings: Settings, client: redis.asyncio.Redis, broker: RedisBroker) -> AppState:
+    def build(cls, settings: Settings, client: Redis, broker: RedisBroker) -> AppState:
         keys = Keys(settings.key_prefix)
         return cls(
             settings=settings,

@@ -18,7 +18,7 @@ __all__ = ["build_broker", "command_message"]
 
 def build_broker(settings: Settings) -> RedisBroker:
     """A Redis broker for ``settings``, with Dramatiq's default middleware."""
-    return RedisBroker(
+    return RedisBroker(  # type: ignore[no-untyped-call] # unannotated in dramatiq
         url=settings.effective_redis_url,
         namespace=Keys(settings.key_prefix).broker_namespace,
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,

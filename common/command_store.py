@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, cast
+
 import redis.asyncio
 
 from common.commands import CommandRecord, CommandStatus
@@ -20,7 +23,10 @@ class CommandStore:
         """Store the command and index it by time, user and vehicle."""
         score = command.submitted_at.timestamp()
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._keys.command(command.command_id), mapping=command.to_redis())
+            pipe.hset(
+                self._keys.command(command.command_id),
+                mapping=cast(Mapping[Any, Any], command.to_redis()),
+            )
             pipe.zadd(self._keys.commands, {command.command_id: score})
             pipe.zadd(self._keys.commands_by_user(command.user_id), {command.command_id: score})
             pipe.zadd(
@@ -29,7 +35,7 @@ class CommandStore:
             await pipe.execute()
 
     async def get(self, command_id: str) -> CommandRecord | None:
-        fields = await self._client.hgetall(self._keys.command(command_id))  # type: ignore[misc] # redis-py's async stubs type hgetall as a union
+        fields = cast(dict[str, str], await self._client.hgetall(self._keys.command(command_id)))
         return CommandRecord.from_redis(fields) if fields else None
 
     async def list_commands(
@@ -51,10 +57,10 @@ class CommandStore:
         needs_filter = status is not None or (user_id is not None and vehicle_id is not None)
         if not needs_filter:
             total = await self._client.zcard(index)
-            ids = await self._client.zrevrange(index, offset, offset + limit - 1)
+            ids = cast(list[str], await self._client.zrevrange(index, offset, offset + limit - 1))
             return await self._load(ids), total
         # Filtered listing walks the index; fine for a fleet's command history per user/vehicle.
-        ids = await self._client.zrevrange(index, 0, -1)
+        ids = cast(list[str], await self._client.zrevrange(index, 0, -1))
         matching = [
             c
             for c in await self._load(ids)
@@ -74,6 +80,6 @@ class CommandStore:
 
     async def responses(self, command_id: str) -> list[Response]:
         """The command's responses ordered by ``sequence_number``."""
-        raw = await self._client.hvals(self._keys.command_responses(command_id))  # type: ignore[misc] # redis-py's async stubs type hvals as a union
+        raw = cast(list[str], await self._client.hvals(self._keys.command_responses(command_id)))
         responses = [Response.model_validate_json(r) for r in raw]
         return sorted(responses, key=lambda r: r.sequence_number)

@@ -32,8 +32,12 @@ DataIdentifier = Annotated[
 ]
 DtcCode = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[PCBUpcbu][0-3][0-9A-Fa-f]{3}$"),
-    Field(description="OBD-style DTC such as `P0420`, `C0035`, `B1000`, `U0100`.", examples=["P0420"]),
+    StringConstraints(
+        strip_whitespace=True, to_upper=True, pattern=r"^[PCBUpcbu][0-3][0-9A-Fa-f]{3}$"
+    ),
+    Field(
+        description="OBD-style DTC such as `P0420`, `C0035`, `B1000`, `U0100`.", examples=["P0420"]
+    ),
 ]
 
 
@@ -44,21 +48,21 @@ class _Params(BaseModel):
 class ReadDTCParams(_Params):
     """Read the diagnostic trouble codes stored in one ECU."""
 
-    ecuAddress: EcuAddress  # noqa: N815 - protocol field name
+    ecuAddress: EcuAddress
 
 
 class ClearDTCParams(_Params):
     """Clear all DTCs of one ECU, or one code when `dtcCode` is given."""
 
-    ecuAddress: EcuAddress  # noqa: N815 - protocol field name
-    dtcCode: DtcCode | None = None  # noqa: N815 - protocol field name
+    ecuAddress: EcuAddress
+    dtcCode: DtcCode | None = None
 
 
 class ReadDataByIDParams(_Params):
     """Read one data identifier (UDS service 0x22) from one ECU."""
 
-    ecuAddress: EcuAddress  # noqa: N815 - protocol field name
-    dataId: DataIdentifier  # noqa: N815 - protocol field name
+    ecuAddress: EcuAddress
+    dataId: DataIdentifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,4 +151,3 @@ class CommandRecord(BaseModel):
         data: dict[str, Any] = dict(fields)
         data["command_params"] = CommandParamsJSON.validate_json(fields["command_params"])
         return cls.model_validate(data)
-

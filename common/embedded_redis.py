@@ -20,14 +20,21 @@ def server_argv(settings: Settings, binary: str) -> list[str]:
     data = (settings.data_dir / "valkey").resolve()
     return [
         binary,
-        "--bind", "127.0.0.1",
-        "--port", str(settings.embedded_redis_port),
-        "--dir", str(data),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--protected-mode", "yes",
-    ]  # fmt: skip
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(settings.embedded_redis_port),
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+    ]
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from common.commands import TERMINAL_STATUSES
 from common.events import ErrorEvent, ResponseEvent, StatusEvent
 from common.keys import Keys, response_channel
 
-__all__ = ["APPEND_SCRIPT", "AsyncEventLog", "EventLog", "LogEntry", "REFUSED", "UNKNOWN_COMMAND"]
+__all__ = ["APPEND_SCRIPT", "REFUSED", "UNKNOWN_COMMAND", "AsyncEventLog", "EventLog", "LogEntry"]
 
 #: Script result when the event was refused (duplicate response, repeated or late status).
 REFUSED = 0
@@ -77,7 +77,11 @@ def _script_call(
     command_id = event.command_id
     body = event.model_dump_json(exclude={"seq"}, exclude_none=True)
     if isinstance(event, ResponseEvent):
-        kind, arg, payload = "response", str(event.sequence_number), event.response.model_dump_json()
+        kind, arg, payload = (
+            "response",
+            str(event.sequence_number),
+            event.response.model_dump_json(),
+        )
     elif isinstance(event, StatusEvent):
         kind, arg, payload = "status", event.status.value, ""
     else:
@@ -93,7 +97,7 @@ def _script_call(
     ], argv
 
 
-def _entries(raw: list[tuple[Any, dict[Any, Any]]]) -> list[LogEntry]:
+def _entries(raw: Any) -> list[LogEntry]:
     out = []
     for entry_id, fields in raw:
         entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -113,7 +117,7 @@ class EventLog:
         self._script = client.register_script(APPEND_SCRIPT)
 
     def append(self, event: AnyEvent, *, fields: dict[str, str] | None = None) -> int:
-        """Record and publish ``event``; return its ``seq``, or ``REFUSED`` / ``UNKNOWN_COMMAND``."""
+        """Record and publish ``event``; return its ``seq``, ``REFUSED`` or ``UNKNOWN_COMMAND``."""
         keys, argv = _script_call(
             self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields
         )
@@ -123,9 +127,7 @@ class EventLog:
 class AsyncEventLog:
     """Writer and reader for asyncio processes."""
 
-    def __init__(
-        self, client: redis.asyncio.Redis, keys: Keys, *, maxlen: int, ttl_s: int
-    ) -> None:
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys, *, maxlen: int, ttl_s: int) -> None:
         self._client = client
         self._keys = keys
         self._maxlen = maxlen
@@ -133,7 +135,7 @@ class AsyncEventLog:
         self._script = client.register_script(APPEND_SCRIPT)
 
     async def append(self, event: AnyEvent, *, fields: dict[str, str] | None = None) -> int:
-        """Record and publish ``event``; return its ``seq``, or ``REFUSED`` / ``UNKNOWN_COMMAND``."""
+        """Record and publish ``event``; return its ``seq``, ``REFUSED`` or ``UNKNOWN_COMMAND``."""
         keys, argv = _script_call(
             self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields
         )

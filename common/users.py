@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any, cast
 
 import redis.asyncio
 from pydantic import BaseModel, ConfigDict
@@ -37,7 +39,7 @@ class User(BaseModel):
 
     @classmethod
     def from_redis(cls, fields: dict[str, str]) -> User:
-        data = dict(fields)
+        data: dict[str, Any] = dict(fields)
         data["active"] = fields.get("active", "1") == "1"
         return cls.model_validate(data)
 
@@ -54,11 +56,11 @@ class UserStore:
         self._keys = keys
 
     async def get_by_username(self, username: str) -> User | None:
-        fields = await self._client.hgetall(self._keys.user(username))  # type: ignore[misc] # redis-py's async stubs type hgetall as a union
+        fields = cast(dict[str, str], await self._client.hgetall(self._keys.user(username)))
         return User.from_redis(fields) if fields else None
 
     async def get_by_id(self, user_id: str) -> User | None:
-        username = await self._client.get(self._keys.user_by_id(user_id))
+        username = cast(str | None, await self._client.get(self._keys.user_by_id(user_id)))
         return await self.get_by_username(username) if username else None
 
     async def create(
@@ -85,10 +87,10 @@ class UserStore:
         )
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(self._keys.user(username))
-            pipe.hset(self._keys.user(username), mapping=user.to_redis())
+            pipe.hset(self._keys.user(username), mapping=cast(Mapping[Any, Any], user.to_redis()))
             pipe.set(self._keys.user_by_id(user.user_id), username)
             await pipe.execute()
         return user
 
     async def set_active(self, username: str, active: bool) -> None:
-        await self._client.hset(self._keys.user(username), "active", "1" if active else "0")  # type: ignore[misc] # redis-py's async stubs type hset as a union
+        await self._client.hset(self._keys.user(username), "active", "1" if active else "0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,13 +68,11 @@ class VehicleStore:
         offset: int = 0,
     ) -> list[Vehicle]:
         """Vehicles ordered by VIN, filtered by status and a case-insensitive VIN fragment."""
-        ids = await self._client.zrange(self._keys.vehicles, 0, -1)
+        ids = cast(list[str], await self._client.zrange(self._keys.vehicles, 0, -1))
         if not ids:
             return []
         raws = await self._client.mget([self._keys.vehicle(i) for i in ids])
-        vehicles = sorted(
-            (Vehicle.model_validate_json(r) for r in raws if r), key=lambda v: v.vin
-        )
+        vehicles = sorted((Vehicle.model_validate_json(r) for r in raws if r), key=lambda v: v.vin)
         if status is not None:
             vehicles = [v for v in vehicles if v.connection_status == status]
         if search:

@@ -121,7 +121,9 @@ def create_app(settings: Settings) -> FastAPI:
             if since < 0:
                 raise ValueError
         except ValueError:
-            await websocket.close(CloseCode.POLICY_VIOLATION, "since must be a non-negative integer")
+            await websocket.close(
+                CloseCode.POLICY_VIOLATION, "since must be a non-negative integer"
+            )
             return
         if not _valid_command_id(command_id) or not await service.can_view(connection, command_id):
             await websocket.close(CloseCode.COMMAND_NOT_FOUND, "Command not found")
@@ -142,10 +144,11 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(Exception):
                     await websocket.close(connection.close_code, connection.close_reason)
             for task in done:
-                if task is not closer and not task.cancelled() and task.exception():
-                    exc = task.exception()
-                    if not isinstance(exc, WebSocketDisconnect | RuntimeError):
-                        log.error("ws_task_failed", error=repr(exc))
+                failure = None if task.cancelled() else task.exception()
+                if failure is not None and not isinstance(
+                    failure, WebSocketDisconnect | RuntimeError
+                ):
+                    log.error("ws_task_failed", error=repr(failure))
         finally:
             for task in (writer, reader, closer):
                 task.cancel()
@@ -175,7 +178,9 @@ async def _read_client(service: RealtimeService, connection: ClientConnection) -
         await _act(service, connection, message)
 
 
-async def _act(service: RealtimeService, connection: ClientConnection, message: ClientMessage) -> None:
+async def _act(
+    service: RealtimeService, connection: ClientConnection, message: ClientMessage
+) -> None:
     if message.action == "ping":
         connection.push('{"event":"pong"}')
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CloseCode", "RECONNECT_CODES"]
+__all__ = ["RECONNECT_CODES", "CloseCode"]
 
 
 class CloseCode(IntEnum):

@@ -103,7 +103,9 @@ class Relay:
             self._confirmed[channel] = asyncio.get_running_loop().create_future()
             await self._send_subscribe(channel)
         try:
-            await asyncio.wait_for(asyncio.shield(self._confirmed[channel]), self._confirm_timeout_s)
+            await asyncio.wait_for(
+                asyncio.shield(self._confirmed[channel]), self._confirm_timeout_s
+            )
         except TimeoutError:
             await self.release(command_id)
             raise RelayUnavailable("Redis did not confirm the subscription in time") from None
@@ -225,4 +227,4 @@ class Relay:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call] # unannotated in redis-py

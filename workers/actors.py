@@ -26,12 +26,11 @@ def declare_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor[Any, Non
     """Declare every command type's actor on ``broker``; keyed by command name."""
     return {
         command_type.name: dramatiq.actor(
-            _actor_fn(command_type),
             actor_name=command_type.actor_name,
             queue_name=command_type.queue_name,
             broker=broker,
             max_retries=command_type.max_retries,
             time_limit=command_type.time_limit_ms,
-        )
+        )(_actor_fn(command_type))
         for command_type in COMMAND_TYPES.values()
     }

@@ -7,6 +7,7 @@ log refuses responses already recorded and anything after the terminal status.
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import structlog
 
@@ -22,9 +23,11 @@ __all__ = ["execute_command"]
 log = structlog.get_logger(__name__)
 
 
-def execute_command(runtime: Runtime, command_id: str, *, command_name: str) -> CommandStatus | None:
+def execute_command(
+    runtime: Runtime, command_id: str, *, command_name: str
+) -> CommandStatus | None:
     """Run ``command_id`` to its terminal status; return it (``None``: nothing to do)."""
-    fields = runtime.client.hgetall(runtime.keys.command(command_id))
+    fields = cast(dict[str, str], runtime.client.hgetall(runtime.keys.command(command_id)))
     if not fields:
         log.warning("command_not_found", command_id=command_id)
         return None
@@ -33,13 +36,18 @@ def execute_command(runtime: Runtime, command_id: str, *, command_name: str) -> 
         log.info("command_already_terminal", status=command.status.value)
         return command.status
     if command.command_name != command_name:
-        return _fail(runtime, command, f"Command type {command.command_name} sent to the "
-                     f"{command_name} actor", "internal_error")
+        return _fail(
+            runtime,
+            command,
+            f"Command type {command.command_name} sent to the {command_name} actor",
+            "internal_error",
+        )
 
     raw_vehicle = runtime.client.get(runtime.keys.vehicle(command.vehicle_id))
     if raw_vehicle is None:
-        return _fail(runtime, command, f"Vehicle {command.vehicle_id} no longer exists",
-                     "vehicle_not_found")
+        return _fail(
+            runtime, command, f"Vehicle {command.vehicle_id} no longer exists", "vehicle_not_found"
+        )
     vehicle = Vehicle.model_validate_json(raw_vehicle)
 
     started = utcnow()
@@ -66,14 +74,13 @@ def execute_command(runtime: Runtime, command_id: str, *, command_name: str) -> 
         return _fail(runtime, command, exc.message, exc.code)
     except Exception:
         log.exception("command_crashed")
-        return _fail(runtime, command, "Internal error while executing the command",
-                     "internal_error")
+        return _fail(
+            runtime, command, "Internal error while executing the command", "internal_error"
+        )
 
     completed = utcnow()
     runtime.events.append(
-        StatusEvent(
-            command_id=command_id, status=CommandStatus.COMPLETED, completed_at=completed
-        ),
+        StatusEvent(command_id=command_id, status=CommandStatus.COMPLETED, completed_at=completed),
         fields={"completed_at": isoformat(completed)},
     )
     log.info("command_completed", responses=number)
@@ -99,9 +106,7 @@ def _record_response(
 def _fail(runtime: Runtime, command: CommandRecord, message: str, code: str) -> CommandStatus:
     """Publish the error, then the one terminal ``failed`` status."""
     command_id = command.command_id
-    runtime.events.append(
-        ErrorEvent(command_id=command_id, error_message=message, error_code=code)
-    )
+    runtime.events.append(ErrorEvent(command_id=command_id, error_message=message, error_code=code))
     completed = utcnow()
     runtime.events.append(
         StatusEvent(

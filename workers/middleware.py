@@ -10,7 +10,7 @@ import structlog
 __all__ = ["LogContext"]
 
 
-class LogContext(dramatiq.Middleware):  # type: ignore[misc] # dramatiq ships no type information
+class LogContext(dramatiq.Middleware):
     """Bind ``command_id``, ``request_id``, ``actor`` and ``message_id`` for the message's logs."""
 
     def before_process_message(self, broker: Any, message: Any) -> None:

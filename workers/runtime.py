@@ -48,7 +48,7 @@ def build_runtime(settings: Settings, *, connector: VehicleConnector | None = No
 
 def configure(runtime: Runtime) -> None:
     """Install the process's runtime; actors read it with ``current()``."""
-    global _runtime  # noqa: PLW0603 - one runtime per process, set by the entry point
+    global _runtime
     _runtime = runtime
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import redis
 
 from common.keys import Keys
-from common.vehicles import ConnectionStatus, Vehicle
 from common.timeutil import isoformat
+from common.vehicles import ConnectionStatus, Vehicle
 from workers.connector import (
     DiagnosticRequest,
     EcuNotResponding,
@@ -115,9 +115,7 @@ class SimulatedFleet:
         vehicle = request.vehicle
         if vehicle.connection_status != ConnectionStatus.CONNECTED:
             seen = isoformat(vehicle.last_seen_at) if vehicle.last_seen_at else "never"
-            raise VehicleUnavailable(
-                f"Vehicle {vehicle.vin} is not connected (last seen {seen})"
-            )
+            raise VehicleUnavailable(f"Vehicle {vehicle.vin} is not connected (last seen {seen})")
         address = int(request.params["ecuAddress"], 16)
         ecu_name = vehicle.ecu_name(request.params["ecuAddress"])
         if ecu_name is None:
@@ -172,7 +170,7 @@ class SimulatedFleet:
         known = DATA_IDENTIFIERS.get(did)
         if known is None:
             nrc, nrc_name = _NRC_REQUEST_OUT_OF_RANGE
-            payload = {
+            negative: dict[str, Any] = {
                 "type": "negative_response",
                 "ecu": ecu,
                 "service": "0x22",
@@ -182,12 +180,12 @@ class SimulatedFleet:
             }
             raise NegativeResponse(
                 f"ECU 0x{address:02X} answered 0x{nrc:02X} {nrc_name} for DID 0x{did:04X}",
-                payload,
+                negative,
             )
         name, category, unit = known
         rng = random.Random(f"{self._seed}:{vehicle.vin}:{address}:{did}")  # noqa: S311 - simulation, not security
         value = self._value(did, vehicle, rng)
-        payload = {
+        payload: dict[str, Any] = {
             "type": "data",
             "ecu": ecu,
             "did": f"0x{did:04X}",
@@ -210,7 +208,9 @@ class SimulatedFleet:
             case 0xF18C:
                 return f"SN{rng.randrange(10**9):09d}"
             case 0xF187:
-                return f"{rng.randrange(100, 999)}.{rng.randrange(100, 999)}.{rng.randrange(10, 99)}"
+                return (
+                    f"{rng.randrange(100, 999)}.{rng.randrange(100, 999)}.{rng.randrange(10, 99)}"
+                )
             case 0xF40C:
                 return 0 if electric else rng.randrange(700, 900)
             case 0xF405:

@@ -18,7 +18,8 @@ from common.access import can_view_command, sees_all_commands
 from common.broker import command_message
 from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus
 from common.errors import NotFoundError, ServiceUnavailableError
-from common.events import ErrorEvent, Response as ResponseModel, StatusEvent
+from common.events import ErrorEvent, StatusEvent
+from common.events import Response as ResponseModel
 from common.timeutil import isoformat, utcnow
 from common.users import User
 
@@ -26,7 +27,9 @@ router = APIRouter(prefix="/api/v1/commands", tags=["commands"])
 log = structlog.get_logger(__name__)
 
 
-def _validation_error(loc: tuple[str | int, ...], msg: str, kind: str, value: Any) -> RequestValidationError:
+def _validation_error(
+    loc: tuple[str | int, ...], msg: str, kind: str, value: Any
+) -> RequestValidationError:
     return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": value}])
 
 
