@@ -74,6 +74,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        log = (self.dir / "server.log").open("wb")
         self.process = subprocess.Popen(
             [
                 valkey_binary(),
@@ -90,9 +91,10 @@ class RedisServer:
                 "--protected-mode",
                 "yes",
             ],
-            stdout=(self.dir / "server.log").open("wb"),
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
+        log.close()  # the child holds its own descriptor
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
 
         def pong() -> bool:

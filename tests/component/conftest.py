@@ -1,0 +1,53 @@
+"""Component fixtures: the API app in-process against the real Redis, with users."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from common.fleet import DEMO_USERS, demo_fleet
+from common.keys import Keys
+from common.redis_client import async_client
+from common.settings import Settings
+from common.users import Role, UserStore
+from common.vehicles import ConnectionStatus, Vehicle
+
+PASSWORDS = {username: password for username, password, _, _ in DEMO_USERS}
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    """The API app, lifespan run (demo users and fleet seeded under the test's prefix)."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def login(api: TestClient, username: str, password: str | None = None) -> dict[str, str]:
+    """Authorization headers for ``username`` (a demo user unless a password is given)."""
+    response = api.post(
+        "/api/v1/auth/login",
+        json={"username": username, "password": password or PASSWORDS[username]},
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def create_user(settings: Settings, username: str, role: Role, *, active: bool = True) -> None:
+    async def go() -> None:
+        client = async_client(settings.effective_redis_url)
+        try:
+            await UserStore(client, Keys(settings.key_prefix)).create(
+                username=username, password=f"{username}-password", role=role, active=active
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def vehicle(status: ConnectionStatus = ConnectionStatus.CONNECTED) -> Vehicle:
+    return next(v for v in demo_fleet() if v.connection_status == status)
