@@ -114,3 +114,41 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ServerThread:
+    """A real uvicorn server for an ASGI app, on a free port, in a background thread."""
+
+    def __init__(self, app: object, **config: object) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        options: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "log_config": None,
+            "ws": "websockets-sansio",
+            "ws_per_message_deflate": False,
+            "lifespan": "on",
+            **config,
+        }
+        self.server = uvicorn.Server(uvicorn.Config(app, **options))  # type: ignore[arg-type]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout_s=15, what="uvicorn to start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=timeout(15))
