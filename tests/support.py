@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import redis
+
+from common.settings import Settings
 
 T = TypeVar("T")
 
@@ -152,3 +158,99 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=timeout(15))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Stack:
+    """The api, worker and realtime processes, started as separate OS processes."""
+
+    settings: Settings
+    api_url: str
+    ws_url: str
+    realtime_url: str
+    logs: dict[str, Path]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def log_lines(self) -> dict[str, list[str]]:
+        return {name: path.read_text().splitlines() for name, path in self.logs.items()}
+
+
+def _http_ready(url: str) -> bool:
+    import httpx2
+
+    try:
+        return httpx2.get(f"{url}/health/ready", timeout=1.0).status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def running_stack(
+    redis_url: str,
+    log_dir: Path,
+    *,
+    jwt_secret: str,
+    worker_threads: int = 4,
+    env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """Start api, worker and realtime under a fresh key prefix; stop them on exit."""
+    api_port, realtime_port = free_port(), free_port()
+    prefix = f"stack-{uuid.uuid4().hex[:10]}"
+    full_env = {
+        **os.environ,
+        "SOVD_ENV": "dev",
+        "SOVD_REDIS_URL": redis_url,
+        "SOVD_KEY_PREFIX": prefix,
+        "SOVD_JWT_SECRET": jwt_secret,
+        "SOVD_API_PORT": str(api_port),
+        "SOVD_REALTIME_PORT": str(realtime_port),
+        "SOVD_LOG_FORMAT": "json",
+        "dramatiq_worker_timeout": "100",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    settings = Settings(
+        _env_file=None, redis_url=redis_url, key_prefix=prefix, jwt_secret=jwt_secret,
+        api_port=api_port, realtime_port=realtime_port,
+    )  # fmt: skip
+    logs = {name: log_dir / f"{name}.log" for name in ("api", "worker", "realtime")}
+    stack = Stack(
+        settings=settings,
+        api_url=f"http://127.0.0.1:{api_port}",
+        ws_url=f"ws://127.0.0.1:{realtime_port}",
+        realtime_url=f"http://127.0.0.1:{realtime_port}",
+        logs=logs,
+    )
+    py = sys.executable
+    commands = {
+        "api": [py, "-m", "api"],
+        "worker": [py, "-m", "dramatiq", "workers.main:setup", "--skip-logging",
+                   "--processes", "1", "--threads", str(worker_threads),
+                   "--worker-shutdown-timeout", "4000"],
+        "realtime": [py, "-m", "realtime"],
+    }  # fmt: skip
+    try:
+        for name, argv in commands.items():
+            with logs[name].open("wb") as out:
+                stack.processes[name] = subprocess.Popen(  # noqa: S603 - our own commands
+                    argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
+                )
+        for url in (stack.api_url, stack.realtime_url):
+            wait_for(lambda url=url: _http_ready(url), timeout_s=30, what=f"{url} to be ready")
+        wait_for(
+            lambda: "Worker process is ready" in logs["worker"].read_text(),
+            timeout_s=30,
+            what="the worker to be ready",
+        )
+        yield stack
+    finally:
+        for process in stack.processes.values():
+            process.terminate()
+        for process in stack.processes.values():
+            try:
+                process.wait(timeout=timeout(10))
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -56,7 +56,9 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(api: TestClient
     replay = api.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert replay.status_code == 401
     assert replay.json()["detail"] == "Refresh token revoked or already used"
-    again = api.post("/api/v1/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]})
+    again = api.post(
+        "/api/v1/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+    )
     assert again.status_code == 200
 
 

@@ -70,9 +70,7 @@ def test_submit_answers_202_with_the_pending_command_and_queues_it(
 def test_each_command_type_is_accepted_on_its_own_queue(
     api: TestClient, sync_redis: redis.Redis, keys: Keys, command_name: str, params: dict[str, str]
 ) -> None:
-    response = submit(
-        api, login(api, "admin"), command_name=command_name, command_params=params
-    )
+    response = submit(api, login(api, "admin"), command_name=command_name, command_params=params)
     assert response.status_code == 202, response.text
     assert [m["args"][0] for m in queued_messages(sync_redis, keys, command_name)] == [
         response.json()["command_id"]
@@ -146,7 +144,9 @@ def test_enqueue_failure_marks_the_stored_command_failed_and_answers_503(
     commands = api.get("/api/v1/commands", headers=headers).json()["commands"]
     assert len(commands) == 1
     assert commands[0]["status"] == "failed"
-    assert commands[0]["error_message"] == "Could not queue the command (message broker unavailable)"
+    assert (
+        commands[0]["error_message"] == "Could not queue the command (message broker unavailable)"
+    )
     assert commands[0]["completed_at"] is not None
 
 
@@ -172,9 +172,7 @@ def test_engineers_see_their_own_commands_admins_and_viewers_see_all(
 def test_command_list_filters_and_pages_newest_first(api: TestClient) -> None:
     headers = login(api, "admin")
     ids = [submit(api, headers).json()["command_id"] for _ in range(3)]
-    other_vehicle = next(
-        v for v in demo_fleet() if v.vehicle_id != vehicle().vehicle_id
-    )
+    other_vehicle = next(v for v in demo_fleet() if v.vehicle_id != vehicle().vehicle_id)
     elsewhere = submit(api, headers, vehicle_id=other_vehicle.vehicle_id).json()["command_id"]
     page = api.get("/api/v1/commands?limit=2&offset=1", headers=headers).json()
     assert [c["command_id"] for c in page["commands"]] == [ids[2], ids[1]]
