@@ -27,7 +27,7 @@ from common.fleet import demo_fleet
 from common.vehicles import ConnectionStatus
 from tests.support import RedisServer, Stack, running_stack
 
-SECRET = "bench-secret-that-is-long-enough-0123456789abcdef"
+SECRET = "bench-secret-that-is-long-enough-0123456789abcdef"  # noqa: S105 - private bench stack
 TERMINAL = {"completed", "failed"}
 
 
@@ -70,7 +70,10 @@ def _drain(ws: ClientConnection, command_id: str) -> tuple[float, float]:
     first = 0.0
     while True:
         event = json.loads(ws.recv(timeout=30))
-        if event.get("command_id") != command_id or event["event"] in ("subscribed", "unsubscribed"):
+        if event.get("command_id") != command_id or event["event"] in (
+            "subscribed",
+            "unsubscribed",
+        ):
             continue
         now = time.perf_counter()
         first = first or now
@@ -89,12 +92,15 @@ def main() -> None:
         print(f"{'worker poll':>12} {'metric':>16} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
               f"{'max ms':>8}")  # fmt: skip
         for poll in args.poll_ms:
-            with tempfile.TemporaryDirectory() as logs, running_stack(
-                server.url,
-                Path(logs),
-                jwt_secret=SECRET,
-                env={"SOVD_SIM_DELAY_SCALE": "0", "dramatiq_worker_timeout": str(poll)},
-            ) as stack:
+            with (
+                tempfile.TemporaryDirectory() as logs,
+                running_stack(
+                    server.url,
+                    Path(logs),
+                    jwt_secret=SECRET,
+                    env={"SOVD_SIM_DELAY_SCALE": "0", "dramatiq_worker_timeout": str(poll)},
+                ) as stack,
+            ):
                 first, terminal = measure(stack, args.commands)
             for name, values in (("submit->first", first), ("submit->terminal", terminal)):
                 print(

@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"created {args.username} ({args.role}) user_id={user_id}")
         return 0
 
+    if settings.env != "dev":
+        print("error: demo users have public passwords; seed-demo runs only with SOVD_ENV=dev",
+              file=sys.stderr)  # fmt: skip
+        return 2
     created = asyncio.run(_seed(settings))
     print("demo users created: " + (", ".join(created) or "none (already present)"))
     _print_demo_logins()

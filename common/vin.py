@@ -25,9 +25,7 @@ def check_digit(vin: str) -> str:
         c not in _TRANSLITERATION for i, c in enumerate(chars) if not (i == 8 and c == "_")
     ):
         raise ValueError(f"not a 17-character VIN alphabet string: {vin!r}")
-    total = sum(
-        _TRANSLITERATION[c] * w for c, w in zip(chars, _WEIGHTS, strict=True) if c != "_"
-    )
+    total = sum(_TRANSLITERATION[c] * w for c, w in zip(chars, _WEIGHTS, strict=True) if c != "_")
     remainder = total % 11
     return "X" if remainder == 10 else str(remainder)
 

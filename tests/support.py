@@ -235,7 +235,7 @@ def running_stack(
     try:
         for name, argv in commands.items():
             with logs[name].open("wb") as out:
-                stack.processes[name] = subprocess.Popen(  # noqa: S603 - our own commands
+                stack.processes[name] = subprocess.Popen(
                     argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
                 )
         for url in (stack.api_url, stack.realtime_url):

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from common.broker import build_broker
 from common.commands import CommandStatus
 from common.events import StatusEvent
-from common.timeutil import utcnow
 from common.fleet import demo_fleet
 from common.keys import Keys
 from common.settings import Settings
+from common.timeutil import utcnow
 from common.vehicles import ConnectionStatus
 from tests.component.conftest import login, vehicle
 from tests.support import wait_for
@@ -68,8 +68,8 @@ def test_read_dtc_streams_dtc_chunks_then_a_final_summary_and_completes(
 ) -> None:
     command_id, events = run(api, sync_redis, keys, "ReadDTC", {"ecuAddress": "0x10"})
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "status" and events[0]["status"] == "in_progress"
-    assert kinds[-1] == "status" and events[-1]["status"] == "completed"
+    assert (kinds[0], events[0]["status"]) == ("status", "in_progress")
+    assert (kinds[-1], events[-1]["status"]) == ("status", "completed")
     responses = [e for e in events if e["event"] == "response"]
     assert len(responses) >= 2
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -84,7 +84,8 @@ def test_read_dtc_streams_dtc_chunks_then_a_final_summary_and_completes(
     assert [r["response_id"] for r in listed] == [r["response"]["response_id"] for r in responses]
     command = api.get(f"/api/v1/commands/{command_id}", headers=login(api, "engineer")).json()
     assert command["status"] == "completed"
-    assert command["started_at"] is not None and command["completed_at"] is not None
+    assert command["started_at"] is not None
+    assert command["completed_at"] is not None
 
 
 def test_clear_dtc_reports_the_cleared_count_and_a_later_read_finds_none(
@@ -93,7 +94,7 @@ def test_clear_dtc_reports_the_cleared_count_and_a_later_read_finds_none(
     _, before = run(api, sync_redis, keys, "ReadDTC", {"ecuAddress": "0x28"})
     stored = [e for e in before if e["event"] == "response"][-1]["response"]["response_payload"]
     _, cleared = run(api, sync_redis, keys, "ClearDTC", {"ecuAddress": "0x28"})
-    payload = [e for e in cleared if e["event"] == "response"][0]["response"]["response_payload"]
+    payload = next(e for e in cleared if e["event"] == "response")["response"]["response_payload"]
     assert payload["type"] == "dtc_cleared"
     assert payload["cleared_count"] == stored["dtc_count"]
     _, after = run(api, sync_redis, keys, "ReadDTC", {"ecuAddress": "0x28"})
