@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
-from api.routes import auth, commands, health, vehicles
+from api.routes import auth, command_types, commands, health, vehicles
 from api.state import AppState
 from common.broker import build_broker
 from common.fleet import seed_demo
@@ -58,6 +58,12 @@ def create_app(settings: Settings) -> FastAPI:
             expose_headers=["X-Request-ID", "Location"],
         )
     app.add_middleware(RequestIdMiddleware)
-    for router in (auth.router, vehicles.router, commands.router, health.router):
+    for router in (
+        auth.router,
+        vehicles.router,
+        commands.router,
+        command_types.router,
+        health.router,
+    ):
         app.include_router(router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -18,7 +19,8 @@ log = structlog.get_logger(__name__)
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
-    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+    body = {"detail": exc.message, **jsonable_encoder(exc.details)}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def _redis_down(_request: Request, exc: Exception) -> JSONResponse:

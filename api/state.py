@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from common.command_store import CommandStore
 from common.eventlog import AsyncEventLog
 from common.keys import Keys
+from common.policy import CommandPolicy, load_policies
 from common.settings import Settings
 from common.users import UserStore
 from common.vehicles import VehicleStore
@@ -27,6 +28,7 @@ class AppState:
     vehicles: VehicleStore
     commands: CommandStore
     events: AsyncEventLog
+    policies: dict[str, CommandPolicy]
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, broker: RedisBroker) -> AppState:
@@ -42,4 +44,5 @@ class AppState:
             events=AsyncEventLog(
                 client, keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
             ),
+            policies=load_policies(settings),
         )

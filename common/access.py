@@ -5,7 +5,13 @@ from __future__ import annotations
 from common.commands import CommandRecord
 from common.users import Role
 
-__all__ = ["SUBMIT_ROLES", "can_submit", "can_view_command", "sees_all_commands"]
+__all__ = [
+    "SUBMIT_ROLES",
+    "can_cancel_command",
+    "can_submit",
+    "can_view_command",
+    "sees_all_commands",
+]
 
 #: Roles that may submit commands.
 SUBMIT_ROLES = frozenset({Role.ENGINEER, Role.ADMIN})
@@ -22,3 +28,8 @@ def sees_all_commands(role: Role) -> bool:
 
 def can_view_command(role: Role, user_id: str, command: CommandRecord) -> bool:
     return sees_all_commands(role) or command.user_id == user_id
+
+
+def can_cancel_command(role: Role, user_id: str, command: CommandRecord) -> bool:
+    """The owner (if still allowed to submit) or an admin."""
+    return role == Role.ADMIN or (command.user_id == user_id and can_submit(role))

@@ -1,38 +1,126 @@
-"""The Dramatiq Redis broker and the message for a command, shared by api and workers.
+"""The Dramatiq Redis broker, with a wake-up for idle consumers, and command messages.
 
-The api sends messages by actor and queue name (from ``COMMAND_TYPES``); it never
-imports actor code.
+Dramatiq's Redis consumer polls: with an empty queue it sleeps with back-off up to the
+worker timeout, so the first command after a quiet spell waits up to that long. Here
+every enqueue also pushes a token on the queue's wake-up list, and an idle consumer
+blocks on that list (``BLPOP``) instead of sleeping: it wakes as soon as a message is
+enqueued, and otherwise after the worker timeout, exactly as before. Fetching, acks
+and redelivery are Dramatiq's own scripts, unchanged, so its delivery guarantees hold;
+a lost or spurious token only costs one extra fetch.
+
+The api sends messages by actor and queue name; it never imports actor code.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+import redis
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
 
 from common.commands import CommandType
 from common.keys import Keys
+from common.policy import CommandPolicy
 from common.settings import Settings
 
-__all__ = ["build_broker", "command_message"]
+__all__ = ["WakingRedisBroker", "build_broker", "command_message"]
+
+#: Tokens kept on a wake-up list at most (more would only cause empty fetches).
+WAKE_LIST_MAX = 64
+#: Dramatiq's time limit is a backstop: the connector's own deadline (the policy's
+#: time limit) ends a stuck exchange first and records ``timeout``.
+TIME_LIMIT_MARGIN_MS = 5_000
 
 
-def build_broker(settings: Settings) -> RedisBroker:
-    """A Redis broker for ``settings``, with Dramatiq's default middleware."""
-    return RedisBroker(  # type: ignore[no-untyped-call] # unannotated in dramatiq
+class _WakingConsumer(_RedisConsumer):
+    def __init__(self, broker: WakingRedisBroker, queue_name: str, prefetch: int, timeout: int):
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call] # unannotated in dramatiq
+        self._wake_key = broker.wake_key(queue_name)
+
+    def __next__(self) -> Any:
+        """Dramatiq's ``_RedisConsumer.__next__`` with the idle sleep replaced by a wait."""
+        try:
+            while True:
+                if self.message_cache:
+                    data = self.message_cache.pop(0)
+                    if data is None:
+                        continue
+                    self.misses = 0
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                if self.outstanding_message_count >= self.prefetch:
+                    # Busy: nothing may be fetched, so do not take a wake-up token either.
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    time.sleep(backoff_ms / 1000)
+                    return None
+                self.message_cache = self.broker.do_fetch(
+                    self.queue_name, self.prefetch - self.outstanding_message_count
+                )
+                if not self.message_cache:
+                    self.broker.client.blpop([self._wake_key], timeout=self.timeout / 1000)
+                    return None
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call] # unannotated in dramatiq
+
+
+class WakingRedisBroker(RedisBroker):
+    """``RedisBroker`` whose idle consumers block on a wake-up list instead of polling."""
+
+    def wake_key(self, queue_name: str) -> str:
+        return f"{self.namespace}:{queue_name}.wake"
+
+    @property
+    def consumer_class(self) -> type[_WakingConsumer]:
+        return _WakingConsumer
+
+    def do_enqueue(self, queue_name: str, message_id: str, data: bytes) -> Any:
+        result = self._dispatch("enqueue")(queue_name, message_id, data)  # type: ignore[no-untyped-call] # unannotated in dramatiq
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.lpush(self.wake_key(queue_name), b"1")
+            pipe.ltrim(self.wake_key(queue_name), 0, WAKE_LIST_MAX - 1)
+            pipe.execute()
+        return result
+
+
+def build_broker(settings: Settings) -> WakingRedisBroker:
+    """The Redis broker for ``settings``, with Dramatiq's default middleware."""
+    return WakingRedisBroker(  # type: ignore[no-untyped-call] # unannotated in dramatiq
         url=settings.effective_redis_url,
         namespace=Keys(settings.key_prefix).broker_namespace,
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+        maintenance_chance=settings.broker_maintenance_chance,
     )
 
 
 def command_message(
-    command_type: CommandType, command_id: str, *, request_id: str | None
+    command_type: CommandType,
+    policy: CommandPolicy,
+    command_id: str,
+    *,
+    request_id: str | None,
 ) -> dramatiq.Message[None]:
-    """The message that asks the command type's actor to execute ``command_id``."""
+    """The message that asks the command type's actor to execute ``command_id``.
+
+    The policy travels in the message options, so Dramatiq's retry and age limits
+    follow the policy the api validated the command against.
+    """
     return dramatiq.Message(
-        queue_name=command_type.queue_name,
+        queue_name=policy.queue_name,
         actor_name=command_type.actor_name,
         args=(command_id,),
         kwargs={"request_id": request_id},
-        options={},
+        options={
+            "max_retries": policy.max_retries,
+            "min_backoff": policy.min_backoff_ms,
+            "max_backoff": policy.max_backoff_ms,
+            "max_age": policy.max_age_ms,
+            "time_limit": policy.time_limit_ms + TIME_LIMIT_MARGIN_MS,
+        },
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 __all__ = [
     "COMMAND_TYPES",
+    "RETRYING",
     "TERMINAL_STATUSES",
     "ClearDTCParams",
     "CommandRecord",
@@ -67,18 +68,13 @@ class ReadDataByIDParams(_Params):
 
 @dataclass(frozen=True, slots=True)
 class CommandType:
-    """One diagnostic command type: its parameters and where its messages go."""
+    """One diagnostic command type: what it is. How it runs is its policy (common/policy.py)."""
 
     name: str
     params_model: type[_Params]
     actor_name: str
-    queue_name: str
     description: str
     destructive: bool = False
-    #: Dramatiq time limit for one execution, in milliseconds.
-    time_limit_ms: int = 60_000
-    #: Automatic retries of a failed execution (none until retry policy is per type).
-    max_retries: int = 0
 
 
 COMMAND_TYPES: dict[str, CommandType] = {
@@ -88,14 +84,12 @@ COMMAND_TYPES: dict[str, CommandType] = {
             name="ReadDTC",
             params_model=ReadDTCParams,
             actor_name="read_dtc",
-            queue_name="sovd.read_dtc",
             description="Read the diagnostic trouble codes stored in one ECU.",
         ),
         CommandType(
             name="ClearDTC",
             params_model=ClearDTCParams,
             actor_name="clear_dtc",
-            queue_name="sovd.clear_dtc",
             description="Clear the DTCs of one ECU (all, or the one named by dtcCode).",
             destructive=True,
         ),
@@ -103,7 +97,6 @@ COMMAND_TYPES: dict[str, CommandType] = {
             name="ReadDataByID",
             params_model=ReadDataByIDParams,
             actor_name="read_data_by_id",
-            queue_name="sovd.read_data_by_id",
             description="Read one data identifier (VIN, odometer, battery voltage, ...).",
         ),
     )
@@ -118,9 +111,24 @@ class CommandStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    #: Refused before execution (e.g. the vehicle is offline).
+    REJECTED = "rejected"
 
 
-TERMINAL_STATUSES = frozenset({CommandStatus.COMPLETED, CommandStatus.FAILED})
+TERMINAL_STATUSES = frozenset(
+    {
+        CommandStatus.COMPLETED,
+        CommandStatus.FAILED,
+        CommandStatus.TIMEOUT,
+        CommandStatus.CANCELLED,
+        CommandStatus.REJECTED,
+    }
+)
+
+#: Status published (not stored) when an attempt failed and another one is scheduled.
+RETRYING: Final = "retrying"
 
 
 class CommandRecord(BaseModel):
@@ -139,6 +147,11 @@ class CommandRecord(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     request_id: str | None = None
+    #: Executions started so far (1 for the first attempt; redeliveries do not count).
+    attempts: int = 0
+    #: The command ends as ``timeout`` if it has not finished by then (the type's max age).
+    deadline_at: datetime | None = None
+    cancel_requested: bool = False
 
     def to_redis(self) -> dict[str, str]:
         """Flat string fields for a Redis hash (``None`` fields are omitted)."""

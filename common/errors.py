@@ -17,9 +17,11 @@ class AppError(Exception):
 
     status_code = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
         self.message = message
+        #: Extra fields for the client (e.g. the command that blocks this one).
+        self.details = details
 
 
 class AuthError(AppError):

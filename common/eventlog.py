@@ -1,28 +1,38 @@
 """The durable per-command event log and its publication, done atomically in Redis.
 
-One Lua script records an event: it checks the command's state, stores the
-response (once per ``sequence_number``) or the new status, assigns the next
-``seq``, appends the event to the command's Stream (entry id ``<seq>-0``) and
-publishes it on ``response:{command_id}``. Because the log is written before the
-publish in the same atomic step, a subscriber that subscribes first and then
-reads the log misses nothing. Replays of the same response (a redelivered
-message) and any event after the terminal status are refused, so a client sees
-each response once and exactly one terminal status.
+One Lua script records events: it checks the command's state, stores the response
+(once per ``sequence_number``) or the new status, assigns the next ``seq``, appends
+each event to the command's Stream (entry id ``<seq>-0``) and publishes it on
+``response:{command_id}``. Because the log is written before the publish in the same
+atomic step, a subscriber that subscribes first and then reads the log misses
+nothing. Replays of the same response (a redelivered message) and any event after
+the terminal status are refused, so a client sees each response once and exactly
+one terminal status. An error and the terminal status that follows it are recorded
+in one call, so a crash cannot leave one without the other. A terminal status also
+releases the command's place on its vehicle and its deadline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio
 
-from common.commands import TERMINAL_STATUSES
+from common.commands import TERMINAL_STATUSES, CommandStatus
 from common.events import ErrorEvent, ResponseEvent, StatusEvent
 from common.keys import Keys, response_channel
 
-__all__ = ["APPEND_SCRIPT", "REFUSED", "UNKNOWN_COMMAND", "AsyncEventLog", "EventLog", "LogEntry"]
+__all__ = [
+    "APPEND_SCRIPT",
+    "REFUSED",
+    "UNKNOWN_COMMAND",
+    "AsyncEventLog",
+    "EventLog",
+    "LogEntry",
+]
 
 #: Script result when the event was refused (duplicate response, repeated or late status).
 REFUSED = 0
@@ -32,26 +42,41 @@ UNKNOWN_COMMAND = -1
 _TERMINAL = " ".join(sorted(TERMINAL_STATUSES))
 
 APPEND_SCRIPT = """
--- KEYS: command hash, responses hash, events stream
--- ARGV: channel, event body (JSON object without seq), maxlen, ttl seconds,
---       kind, response number | new status, response JSON, terminal statuses,
+-- KEYS: command hash, responses hash, events stream, deadlines zset
+-- ARGV: channel, maxlen, ttl seconds, kind (response | status | notice),
+--       response number | new status, response JSON, terminal statuses,
+--       allowed current statuses ('' = any non-terminal), vehicle-active key prefix,
+--       number of event bodies N, N bodies (JSON objects without seq),
 --       then field/value pairs to set on the command
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
-if string.find(' ' .. ARGV[8] .. ' ', ' ' .. status .. ' ', 1, true) then return 0 end
-local kind = ARGV[5]
-if kind == 'response' then
-  if redis.call('HSETNX', KEYS[2], ARGV[6], ARGV[7]) == 0 then return 0 end
-elseif kind == 'status' then
-  if status == ARGV[6] then return 0 end
-  redis.call('HSET', KEYS[1], 'status', ARGV[6])
+if string.find(' ' .. ARGV[7] .. ' ', ' ' .. status .. ' ', 1, true) then return 0 end
+if ARGV[8] ~= '' and not string.find(' ' .. ARGV[8] .. ' ', ' ' .. status .. ' ', 1, true) then
+  return 0
 end
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-local seq = redis.call('HINCRBY', KEYS[1], 'event_seq', 1)
-local event = '{"seq":' .. seq .. ',' .. string.sub(ARGV[2], 2)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'event', event)
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('PUBLISH', ARGV[1], event)
+local kind = ARGV[4]
+if kind == 'response' then
+  if redis.call('HSETNX', KEYS[2], ARGV[5], ARGV[6]) == 0 then return 0 end
+elseif kind == 'status' then
+  if status == ARGV[5] then return 0 end
+  redis.call('HSET', KEYS[1], 'status', ARGV[5])
+  if string.find(' ' .. ARGV[7] .. ' ', ' ' .. ARGV[5] .. ' ', 1, true) then
+    local command_id = redis.call('HGET', KEYS[1], 'command_id')
+    local vehicle_id = redis.call('HGET', KEYS[1], 'vehicle_id')
+    redis.call('HDEL', ARGV[9] .. vehicle_id, command_id)
+    redis.call('ZREM', KEYS[4], command_id)
+  end
+end
+local count = tonumber(ARGV[10])
+for i = 11 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local seq = 0
+for i = 11, 10 + count do
+  seq = redis.call('HINCRBY', KEYS[1], 'event_seq', 1)
+  local event = '{"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'event', event)
+  redis.call('PUBLISH', ARGV[1], event)
+end
+redis.call('EXPIRE', KEYS[3], ARGV[3])
 return seq
 """
 
@@ -66,6 +91,10 @@ class LogEntry:
     data: str
 
 
+def _body(event: AnyEvent) -> str:
+    return event.model_dump_json(exclude={"seq"}, exclude_none=True)
+
+
 def _script_call(
     keys: Keys,
     event: AnyEvent,
@@ -73,27 +102,41 @@ def _script_call(
     maxlen: int,
     ttl_s: int,
     fields: dict[str, str] | None,
+    error: ErrorEvent | None,
+    expect: Sequence[CommandStatus],
 ) -> tuple[list[str], list[str]]:
     command_id = event.command_id
-    body = event.model_dump_json(exclude={"seq"}, exclude_none=True)
     if isinstance(event, ResponseEvent):
         kind, arg, payload = (
             "response",
             str(event.sequence_number),
             event.response.model_dump_json(),
         )
-    elif isinstance(event, StatusEvent):
+    elif isinstance(event, StatusEvent) and isinstance(event.status, CommandStatus):
         kind, arg, payload = "status", event.status.value, ""
-    else:
-        kind, arg, payload = "error", "", ""
-    argv = [response_channel(command_id), body, str(maxlen), str(ttl_s), kind, arg, payload]
-    argv.append(_TERMINAL)
+    else:  # errors and notices (e.g. "retrying") change no state
+        kind, arg, payload = "notice", "", ""
+    bodies = [_body(error), _body(event)] if error is not None else [_body(event)]
+    argv = [
+        response_channel(command_id),
+        str(maxlen),
+        str(ttl_s),
+        kind,
+        arg,
+        payload,
+        _TERMINAL,
+        " ".join(expect),
+        keys.vehicle_active(""),
+        str(len(bodies)),
+        *bodies,
+    ]
     for name, value in (fields or {}).items():
         argv += [name, value]
     return [
         keys.command(command_id),
         keys.command_responses(command_id),
         keys.command_events(command_id),
+        keys.deadlines,
     ], argv
 
 
@@ -116,11 +159,23 @@ class EventLog:
         self._ttl_s = ttl_s
         self._script = client.register_script(APPEND_SCRIPT)
 
-    def append(self, event: AnyEvent, *, fields: dict[str, str] | None = None) -> int:
-        """Record and publish ``event``; return its ``seq``, ``REFUSED`` or ``UNKNOWN_COMMAND``."""
+    def append(
+        self,
+        event: AnyEvent,
+        *,
+        fields: dict[str, str] | None = None,
+        error: ErrorEvent | None = None,
+        expect: Sequence[CommandStatus] = (),
+    ) -> int:
+        """Record and publish ``event`` (after ``error``, atomically, when given).
+
+        ``expect`` limits the command's current status for the change to apply.
+        Returns the last ``seq`` written, ``REFUSED`` or ``UNKNOWN_COMMAND``.
+        """
         keys, argv = _script_call(
-            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields
-        )
+            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields,
+            error=error, expect=expect,
+        )  # fmt: skip
         return int(self._script(keys=keys, args=argv))
 
 
@@ -134,11 +189,19 @@ class AsyncEventLog:
         self._ttl_s = ttl_s
         self._script = client.register_script(APPEND_SCRIPT)
 
-    async def append(self, event: AnyEvent, *, fields: dict[str, str] | None = None) -> int:
-        """Record and publish ``event``; return its ``seq``, ``REFUSED`` or ``UNKNOWN_COMMAND``."""
+    async def append(
+        self,
+        event: AnyEvent,
+        *,
+        fields: dict[str, str] | None = None,
+        error: ErrorEvent | None = None,
+        expect: Sequence[CommandStatus] = (),
+    ) -> int:
+        """Record and publish ``event``; see ``EventLog.append``."""
         keys, argv = _script_call(
-            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields
-        )
+            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields,
+            error=error, expect=expect,
+        )  # fmt: skip
         return int(await self._script(keys=keys, args=argv))
 
     async def read_since(self, command_id: str, since: int = 0) -> list[LogEntry]:

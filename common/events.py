@@ -15,6 +15,7 @@ from common.commands import CommandStatus
 
 __all__ = [
     "ClientMessage",
+    "CloseEvent",
     "ErrorEvent",
     "Event",
     "EventAdapter",
@@ -24,7 +25,9 @@ __all__ = [
     "ResponseEvent",
     "StatusEvent",
     "SubscribedEvent",
+    "TokenRefreshedEvent",
     "UnsubscribedEvent",
+    "WelcomeEvent",
 ]
 
 
@@ -55,10 +58,15 @@ class ResponseEvent(_EventBase):
 
 class StatusEvent(_EventBase):
     event: Literal["status"] = "status"
-    status: CommandStatus
+    #: A stored status, or ``retrying`` (published only: an attempt failed, another follows).
+    status: CommandStatus | Literal["retrying"]
     started_at: datetime | None = None
     completed_at: datetime | None = None
     error_message: str | None = None
+    #: With ``retrying``: the attempt that failed, why, and when the next one starts.
+    attempt: int | None = None
+    reason: str | None = None
+    retry_at: datetime | None = None
 
 
 class ErrorEvent(_EventBase):
@@ -97,12 +105,41 @@ class UnsubscribedEvent(_Model):
 
 
 class ProtocolErrorEvent(_Model):
-    """A client message the server could not act on; the connection stays open."""
+    """A client message the server could not act on; the connection stays open.
+
+    With ``error_code`` ``cannot_recover``, ``last_seq`` is the command's latest
+    position: fetch the command over REST, then follow it again from there.
+    """
 
     event: Literal["error"] = "error"
     command_id: str | None = None
     error_message: str
     error_code: str
+    last_seq: int | None = None
+
+
+class WelcomeEvent(_Model):
+    """The first event on every realtime connection: who it is and when its token expires."""
+
+    event: Literal["welcome"] = "welcome"
+    connection_id: str
+    #: ISO 8601 (UTC); the connection closes with 4401 a short grace after it unless refreshed.
+    expires_at: str
+
+
+class TokenRefreshedEvent(_Model):
+    """Answer to a ``refresh`` action that was accepted."""
+
+    event: Literal["token_refreshed"] = "token_refreshed"
+    expires_at: str
+
+
+class CloseEvent(_Model):
+    """The last event of a Server-Sent Events stream: the close code a WebSocket would get."""
+
+    event: Literal["close"] = "close"
+    code: int
+    reason: str
 
 
 class ClientMessage(BaseModel):
@@ -110,6 +147,8 @@ class ClientMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    action: Literal["subscribe", "unsubscribe", "ping"]
+    action: Literal["subscribe", "unsubscribe", "ping", "refresh"]
     command_id: str | None = Field(default=None, max_length=64)
     since: int = Field(default=0, ge=0)
+    #: With ``refresh``: a new access token of the same user.
+    token: str | None = Field(default=None, max_length=8192)

@@ -39,6 +39,18 @@ class Keys:
     def vehicles(self) -> str:
         return f"{self.prefix}:vehicles"
 
+    def vehicle_active(self, vehicle_id: str) -> str:
+        """Commands admitted and not yet terminal on one vehicle (hash: id -> kind)."""
+        return f"{self.prefix}:vehicle-active:{vehicle_id}"
+
+    # Command deadlines (a sorted set: command id -> epoch seconds), swept by workers
+    @property
+    def deadlines(self) -> str:
+        return f"{self.prefix}:deadlines"
+
+    def idempotency(self, user_id: str, key_digest: str) -> str:
+        return f"{self.prefix}:idempotency:{user_id}:{key_digest}"
+
     # Commands
     # A command's keys share a hash tag so its event script stays on one Redis Cluster slot.
     def command(self, command_id: str) -> str:
@@ -65,6 +77,10 @@ class Keys:
     def sim_dtcs(self, vehicle_id: str, ecu_address: str) -> str:
         """Stored DTCs of one simulated ECU (a hash: code -> JSON)."""
         return f"{self.prefix}:sim:dtcs:{vehicle_id}:{ecu_address}"
+
+    def sim_faults(self, vehicle_id: str) -> str:
+        """Faults queued for the simulated vehicle's next exchanges (a list)."""
+        return f"{self.prefix}:sim:faults:{vehicle_id}"
 
     @property
     def broker_namespace(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,11 +61,40 @@ class Settings(BaseSettings):
     event_log_maxlen: int = Field(default=10_000, gt=0)
     event_log_ttl_s: int = Field(default=24 * 3600, gt=0)
 
-    # Realtime
+    # Realtime (docs/protocol.md lists the limits and the close code each one leads to)
     ws_queue_max_events: int = Field(default=1_000, gt=0)
+    #: Bytes of events waiting for one client before it is closed as a slow consumer.
+    ws_queue_max_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: Largest client message accepted; a larger one closes the WebSocket with 1009.
+    ws_max_message_bytes: int = Field(default=64 * 1024, gt=0)
+    ws_max_subscriptions: int = Field(default=100, gt=0)
+    #: Open WebSocket and SSE connections per user, counted per realtime process.
+    ws_max_connections_per_user: int = Field(default=50, gt=0)
+    #: Client messages: sustained rate and burst (a token bucket) before a 4029 close.
+    ws_client_rate_per_s: float = Field(default=10.0, gt=0)
+    ws_client_burst: int = Field(default=50, gt=0)
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    ws_per_message_deflate: bool = False
+    #: Time past the token's expiry before an open connection is closed with 4401.
+    ws_token_grace_s: float = Field(default=5.0, ge=0)
+    #: On shutdown, time given to each connection to send what it has queued before 1001.
+    ws_shutdown_drain_s: float = Field(default=2.0, ge=0)
+
+    # Command execution policy (common/policy.py)
+    policy_file: Path | None = None
+    policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
 
     # Workers and the simulated fleet
-    broker_heartbeat_timeout_ms: int = Field(default=60_000, gt=0)
+    broker_heartbeat_timeout_ms: int = Field(default=15_000, gt=0)
+    #: Chance per million broker calls to run queue maintenance (requeues a dead worker's
+    #: messages). Dramatiq's default is 1000.
+    broker_maintenance_chance: int = Field(default=20_000, ge=0, le=1_000_000)
+    #: How often each worker process looks for commands past their deadline.
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    #: Extra time after a deadline before the sweeper declares a command timed out.
+    deadline_grace_s: float = Field(default=5.0, ge=0)
     sim_seed: int = 0
     sim_delay_scale: float = Field(default=1.0, ge=0)
     seed_demo: bool = True

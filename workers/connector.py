@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from common.vehicles import Vehicle
 
 __all__ = [
+    "ConnectionLost",
     "ConnectorError",
     "DiagnosticRequest",
     "EcuNotResponding",
+    "ExchangeCancelled",
+    "ExchangeTimeout",
     "NegativeResponse",
     "ResponsePart",
     "VehicleConnector",
@@ -19,12 +22,22 @@ __all__ = [
 ]
 
 
+def _never() -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class DiagnosticRequest:
+    """One exchange to run. The connector must give up at ``deadline`` (a
+    ``time.monotonic()`` value) with ``ExchangeTimeout``, and stop at its next wait once
+    ``cancelled()`` is true, with ``ExchangeCancelled``."""
+
     command_id: str
     command_name: str
     params: dict[str, Any]
     vehicle: Vehicle
+    deadline: float = float("inf")
+    cancelled: Callable[[], bool] = _never
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +49,11 @@ class ResponsePart:
 
 
 class ConnectorError(Exception):
-    """The exchange with the vehicle failed. ``code`` is a stable machine-readable name."""
+    """The exchange with the vehicle failed. ``code`` is a stable machine-readable name;
+    ``transient`` errors may succeed when tried again."""
 
     code = "connector_error"
+    transient = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -55,6 +70,26 @@ class EcuNotResponding(ConnectorError):
     """The addressed ECU did not answer."""
 
     code = "ecu_not_responding"
+    transient = True
+
+
+class ConnectionLost(ConnectorError):
+    """The link to the vehicle dropped during the exchange."""
+
+    code = "connection_lost"
+    transient = True
+
+
+class ExchangeTimeout(ConnectorError):
+    """The vehicle did not finish answering before the request's deadline."""
+
+    code = "timeout"
+
+
+class ExchangeCancelled(ConnectorError):
+    """The exchange stopped because the command was cancelled."""
+
+    code = "cancelled"
 
 
 class NegativeResponse(ConnectorError):

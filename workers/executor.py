@@ -1,33 +1,53 @@
 """Executing one command: load it, drive the connector, record and publish every event.
 
 Safe to run twice for the same command (Dramatiq delivers at least once): the event
-log refuses responses already recorded and anything after the terminal status.
+log refuses responses already recorded and anything after the terminal status. A
+transient vehicle error on a retry-safe type raises ``dramatiq.Retry`` (after a
+``retrying`` event) while attempts and the command's deadline allow; everything else
+ends the command with exactly one terminal status.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import timedelta
 from typing import cast
 
+import dramatiq
 import structlog
+from dramatiq.common import compute_backoff
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from common.commands import TERMINAL_STATUSES, CommandRecord, CommandStatus
+from common.commands import RETRYING, TERMINAL_STATUSES, CommandRecord, CommandStatus
 from common.events import ErrorEvent, Response, ResponseEvent, StatusEvent
+from common.policy import CommandPolicy
 from common.timeutil import isoformat, utcnow
 from common.vehicles import Vehicle
-from workers.connector import ConnectorError, DiagnosticRequest, NegativeResponse
+from workers.connector import (
+    ConnectorError,
+    DiagnosticRequest,
+    ExchangeCancelled,
+    ExchangeTimeout,
+    NegativeResponse,
+)
 from workers.runtime import Runtime
 
-__all__ = ["execute_command"]
+__all__ = ["execute_command", "finish"]
 
 log = structlog.get_logger(__name__)
 
 
 def execute_command(
-    runtime: Runtime, command_id: str, *, command_name: str
+    runtime: Runtime, command_id: str, *, command_name: str, retries: int = 0
 ) -> CommandStatus | None:
-    """Run ``command_id`` to its terminal status; return it (``None``: nothing to do)."""
-    fields = cast(dict[str, str], runtime.client.hgetall(runtime.keys.command(command_id)))
+    """Run one attempt of ``command_id``; return its terminal status (``None``: no command).
+
+    ``retries`` is how many attempts already failed (Dramatiq's retry count). Raises
+    ``dramatiq.Retry`` when the attempt should be retried.
+    """
+    key = runtime.keys.command(command_id)
+    fields = cast(dict[str, str], runtime.client.hgetall(key))
     if not fields:
         log.warning("command_not_found", command_id=command_id)
         return None
@@ -36,55 +56,96 @@ def execute_command(
         log.info("command_already_terminal", status=command.status.value)
         return command.status
     if command.command_name != command_name:
-        return _fail(
-            runtime,
-            command,
-            f"Command type {command.command_name} sent to the {command_name} actor",
-            "internal_error",
-        )
-
+        message = f"Command type {command.command_name} sent to the {command_name} actor"
+        return finish(runtime, command_id, CommandStatus.FAILED, message, "internal_error")
+    if command.cancel_requested:
+        return finish(runtime, command_id, CommandStatus.CANCELLED)
+    now = utcnow()
+    if command.deadline_at is not None and now >= command.deadline_at:
+        message = "The command was not executed before its deadline"
+        return finish(runtime, command_id, CommandStatus.TIMEOUT, message, "deadline_exceeded")
     raw_vehicle = runtime.client.get(runtime.keys.vehicle(command.vehicle_id))
     if raw_vehicle is None:
-        return _fail(
-            runtime, command, f"Vehicle {command.vehicle_id} no longer exists", "vehicle_not_found"
-        )
-    vehicle = Vehicle.model_validate_json(raw_vehicle)
+        message = f"Vehicle {command.vehicle_id} no longer exists"
+        return finish(runtime, command_id, CommandStatus.FAILED, message, "vehicle_not_found")
 
-    started = utcnow()
+    policy = runtime.policies[command_name]
+    attempt = retries + 1
+    runtime.client.hset(key, "attempts", str(attempt))
     runtime.events.append(
-        StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS, started_at=started),
-        fields={"started_at": isoformat(started)},
+        StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS, started_at=now),
+        fields={"started_at": isoformat(now)},
     )
-    log.info("command_started", vehicle_id=command.vehicle_id, command_name=command_name)
+    log.info("command_started", vehicle_id=command.vehicle_id, attempt=attempt)
+    limit_s = policy.time_limit_ms / 1000
+    if command.deadline_at is not None:
+        limit_s = min(limit_s, (command.deadline_at - now).total_seconds())
     request = DiagnosticRequest(
         command_id=command_id,
         command_name=command_name,
         params=command.command_params,
-        vehicle=vehicle,
+        vehicle=Vehicle.model_validate_json(raw_vehicle),
+        deadline=time.monotonic() + limit_s,
+        cancelled=lambda: runtime.client.hget(key, "cancel_requested") == "True",
     )
     number = 0
     try:
         for part in runtime.connector.execute(request):
             number += 1
             _record_response(runtime, command_id, number, part.payload, is_final=part.is_final)
+            if request.cancelled():
+                raise ExchangeCancelled("Cancelled during the exchange")
+    except ExchangeCancelled:
+        return finish(runtime, command_id, CommandStatus.CANCELLED)
+    except ExchangeTimeout as exc:
+        return finish(runtime, command_id, CommandStatus.TIMEOUT, exc.message, exc.code)
     except NegativeResponse as exc:
         _record_response(runtime, command_id, number + 1, exc.payload, is_final=True)
-        return _fail(runtime, command, exc.message, exc.code)
+        return finish(runtime, command_id, CommandStatus.FAILED, exc.message, exc.code)
     except ConnectorError as exc:
-        return _fail(runtime, command, exc.message, exc.code)
+        _maybe_retry(runtime, command, policy, attempt, exc)
+        return finish(runtime, command_id, CommandStatus.FAILED, exc.message, exc.code)
+    except TimeLimitExceeded:
+        message = "The worker's time limit cut the exchange"
+        return finish(runtime, command_id, CommandStatus.TIMEOUT, message, "time_limit")
     except Exception:
         log.exception("command_crashed")
-        return _fail(
-            runtime, command, "Internal error while executing the command", "internal_error"
-        )
-
-    completed = utcnow()
-    runtime.events.append(
-        StatusEvent(command_id=command_id, status=CommandStatus.COMPLETED, completed_at=completed),
-        fields={"completed_at": isoformat(completed)},
-    )
+        message = "Internal error while executing the command"
+        return finish(runtime, command_id, CommandStatus.FAILED, message, "internal_error")
     log.info("command_completed", responses=number)
-    return CommandStatus.COMPLETED
+    return finish(runtime, command_id, CommandStatus.COMPLETED)
+
+
+def _maybe_retry(
+    runtime: Runtime,
+    command: CommandRecord,
+    policy: CommandPolicy,
+    attempt: int,
+    exc: ConnectorError,
+) -> None:
+    """Raise ``dramatiq.Retry`` if the policy allows another attempt in time."""
+    if not (exc.transient and policy.retry_safe and attempt <= policy.max_retries):
+        return
+    _, delay_ms = compute_backoff(
+        attempt - 1, factor=max(policy.min_backoff_ms, 1), max_backoff=policy.max_backoff_ms
+    )
+    delay_ms = max(delay_ms, policy.min_backoff_ms)
+    retry_at = utcnow() + timedelta(milliseconds=delay_ms)
+    if command.deadline_at is not None and retry_at >= command.deadline_at:
+        return
+    seq = runtime.events.append(
+        StatusEvent(
+            command_id=command.command_id,
+            status=RETRYING,
+            attempt=attempt,
+            reason=exc.message,
+            retry_at=retry_at,
+        )
+    )
+    if seq <= 0:  # the command ended meanwhile (cancelled, swept): nothing to retry
+        return
+    log.warning("command_retrying", attempt=attempt, reason=exc.message, delay_ms=delay_ms)
+    raise dramatiq.Retry(exc.message, delay=delay_ms)
 
 
 def _record_response(
@@ -103,19 +164,32 @@ def _record_response(
     )
 
 
-def _fail(runtime: Runtime, command: CommandRecord, message: str, code: str) -> CommandStatus:
-    """Publish the error, then the one terminal ``failed`` status."""
-    command_id = command.command_id
-    runtime.events.append(ErrorEvent(command_id=command_id, error_message=message, error_code=code))
+def finish(
+    runtime: Runtime,
+    command_id: str,
+    status: CommandStatus,
+    error_message: str | None = None,
+    error_code: str | None = None,
+) -> CommandStatus:
+    """Record the terminal ``status`` (after its error event, atomically, if any)."""
     completed = utcnow()
+    fields = {"completed_at": isoformat(completed)}
+    error = None
+    if error_message is not None:
+        fields["error_message"] = error_message
+        error = ErrorEvent(
+            command_id=command_id, error_message=error_message, error_code=error_code
+        )
     runtime.events.append(
         StatusEvent(
             command_id=command_id,
-            status=CommandStatus.FAILED,
+            status=status,
             completed_at=completed,
-            error_message=message,
+            error_message=error_message,
         ),
-        fields={"completed_at": isoformat(completed), "error_message": message},
+        fields=fields,
+        error=error,
     )
-    log.warning("command_failed", error_code=code, error_message=message)
-    return CommandStatus.FAILED
+    if status != CommandStatus.COMPLETED:
+        log.warning("command_ended", status=status.value, error_code=error_code)
+    return status

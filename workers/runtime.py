@@ -8,6 +8,7 @@ import redis
 
 from common.eventlog import EventLog
 from common.keys import Keys
+from common.policy import CommandPolicy, load_policies
 from common.redis_client import sync_client
 from common.settings import Settings
 from workers.connector import VehicleConnector
@@ -23,6 +24,7 @@ class Runtime:
     keys: Keys
     events: EventLog
     connector: VehicleConnector
+    policies: dict[str, CommandPolicy]
 
 
 _runtime: Runtime | None = None
@@ -43,6 +45,7 @@ def build_runtime(settings: Settings, *, connector: VehicleConnector | None = No
         or SimulatedFleet(
             client, keys, seed=settings.sim_seed, delay_scale=settings.sim_delay_scale
         ),
+        policies=load_policies(settings),
     )
 
 

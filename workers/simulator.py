@@ -19,14 +19,26 @@ from common.keys import Keys
 from common.timeutil import isoformat
 from common.vehicles import ConnectionStatus, Vehicle
 from workers.connector import (
+    ConnectionLost,
     DiagnosticRequest,
     EcuNotResponding,
+    ExchangeCancelled,
+    ExchangeTimeout,
     NegativeResponse,
     ResponsePart,
     VehicleUnavailable,
 )
 
-__all__ = ["DATA_IDENTIFIERS", "DTC_CATALOG", "SimulatedFleet"]
+__all__ = ["DATA_IDENTIFIERS", "DTC_CATALOG", "FAULTS", "SimulatedFleet"]
+
+#: Faults that can be injected into a vehicle's next exchange (tests, demos):
+#: ``drop:N`` the link drops before part N (transient); ``silent`` the ECU does not
+#: answer (transient); ``hang`` the vehicle stops answering (ends at the deadline);
+#: ``slow:S`` every part takes S seconds.
+FAULTS = frozenset({"drop", "silent", "hang", "slow"})
+
+#: Longest single sleep while waiting, so cancellation is noticed quickly.
+PAUSE_SLICE_S = 0.05
 
 #: Faults an ECU may hold, by ECU role: (code, name, severity).
 DTC_CATALOG: dict[str, tuple[tuple[str, str, int], ...]] = {
@@ -37,6 +49,11 @@ DTC_CATALOG: dict[str, tuple[tuple[str, str, int], ...]] = {
         ("P0128", "Coolant Thermostat Below Regulating Temperature", 3),
         ("P0442", "Evaporative Emission System Leak Detected (Small Leak)", 3),
         ("U0121", "Lost Communication With ABS Control Module", 2),
+    ),
+    "vcu": (
+        ("P0A1A", "Generator Control Module", 2),
+        ("P0C73", "Motor Electronics Coolant Pump A Control Circuit", 3),
+        ("U0293", "Lost Communication With Hybrid/EV Powertrain Control Module", 2),
     ),
     "transmission": (
         ("P0700", "Transmission Control System Malfunction", 2),
@@ -111,16 +128,26 @@ class SimulatedFleet:
         self._sleep = sleep
         self._init_memory = client.register_script(_INIT_MEMORY_SCRIPT)
 
+    def inject_fault(self, vehicle_id: str, fault: str) -> None:
+        """Make the vehicle's next exchange misbehave (see ``FAULTS``); faults queue up."""
+        if fault.split(":", 1)[0] not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
+        self._client.rpush(self._keys.sim_faults(vehicle_id), fault)
+
     def execute(self, request: DiagnosticRequest) -> Iterator[ResponsePart]:
         vehicle = request.vehicle
+        fault = self._client.lpop(self._keys.sim_faults(vehicle.vehicle_id))
+        kind, _, arg = (str(fault) if fault else "").partition(":")
         if vehicle.connection_status != ConnectionStatus.CONNECTED:
             seen = isoformat(vehicle.last_seen_at) if vehicle.last_seen_at else "never"
             raise VehicleUnavailable(f"Vehicle {vehicle.vin} is not connected (last seen {seen})")
         address = int(request.params["ecuAddress"], 16)
         ecu_name = vehicle.ecu_name(request.params["ecuAddress"])
-        if ecu_name is None:
-            self._pause(self.FIRST_PART_DELAY_S, request.command_id, 0)
+        if ecu_name is None or kind == "silent":
+            self._pause(request, self._delay(self.FIRST_PART_DELAY_S, request.command_id, 0))
             raise EcuNotResponding(f"ECU 0x{address:02X} did not respond on vehicle {vehicle.vin}")
+        if kind == "hang":
+            self._pause(request, float("inf"))
         ecu = {"address": f"0x{address:02X}", "name": ecu_name}
         handler = {
             "ReadDTC": self._read_dtc,
@@ -129,8 +156,11 @@ class SimulatedFleet:
         }[request.command_name]
         parts = handler(request, vehicle, address, ecu)
         for index, part in enumerate(parts):
-            delay = self.FIRST_PART_DELAY_S if index == 0 else self.NEXT_PART_DELAY_S
-            self._pause(delay, request.command_id, index)
+            if kind == "drop" and index == int(arg or 0):
+                raise ConnectionLost(f"Connection to vehicle {vehicle.vin} lost mid-exchange")
+            bounds = self.FIRST_PART_DELAY_S if index == 0 else self.NEXT_PART_DELAY_S
+            delay = float(arg) if kind == "slow" else self._delay(bounds, request.command_id, index)
+            self._pause(request, delay)
             yield part
 
     # -- command types -------------------------------------------------------------------
@@ -228,7 +258,10 @@ class SimulatedFleet:
         key = self._keys.sim_dtcs(vehicle.vehicle_id, f"0x{address:02X}")
         if not self._client.hexists(key, _INIT_FIELD):
             rng = random.Random(f"{self._seed}:{vehicle.vin}:{address}")  # noqa: S311 - simulation
-            catalog = DTC_CATALOG[_ECU_ROLE.get(address, "body")]
+            role = _ECU_ROLE.get(address, "body")
+            if role == "engine" and vehicle.metadata.get("powertrain") == "electric":
+                role = "vcu"
+            catalog = DTC_CATALOG[role]
             count = rng.randrange(1, min(4, len(catalog)) + 1)
             chosen = rng.sample(catalog, count)
             initial: dict[str, str] = {}
@@ -252,8 +285,25 @@ class SimulatedFleet:
         raw = self._client.hgetall(key)
         return [json.loads(v) for k, v in sorted(raw.items()) if k != _INIT_FIELD]
 
-    def _pause(self, bounds: tuple[float, float], command_id: str, index: int) -> None:
+    def _delay(self, bounds: tuple[float, float], command_id: str, index: int) -> float:
         if self._delay_scale <= 0:
-            return
+            return 0.0
         rng = random.Random(f"{self._seed}:{command_id}:{index}")  # noqa: S311 - simulation
-        self._sleep(rng.uniform(*bounds) * self._delay_scale)
+        return rng.uniform(*bounds) * self._delay_scale
+
+    def _pause(self, request: DiagnosticRequest, seconds: float) -> None:
+        """Wait like a vehicle would, but honour the request's deadline and cancellation."""
+        waited = 0.0
+        while True:
+            if request.cancelled():
+                raise ExchangeCancelled("Cancelled during the exchange")
+            now = time.monotonic()
+            if now >= request.deadline:
+                raise ExchangeTimeout(
+                    f"Vehicle {request.vehicle.vin} did not answer within the time limit"
+                )
+            if waited >= seconds:
+                return
+            step = min(seconds - waited, request.deadline - now, PAUSE_SLICE_S)
+            self._sleep(step)
+            waited += step

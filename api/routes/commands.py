@@ -1,59 +1,38 @@
-"""Submitting diagnostic commands and reading them back."""
+"""Submitting, cancelling and reading diagnostic commands."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Query, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, State, Submitter
 from api.schemas import CommandCreate, CommandPublic, CommandsPublic, CommandSubmitted
 from api.state import AppState
-from common.access import can_view_command, sees_all_commands
-from common.broker import command_message
-from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus
-from common.errors import NotFoundError, ServiceUnavailableError
-from common.events import ErrorEvent, StatusEvent
+from api.submission import submit
+from common.access import can_cancel_command, can_view_command, sees_all_commands
+from common.commands import CommandRecord, CommandStatus
+from common.errors import ConflictError, ForbiddenError, NotFoundError
 from common.events import Response as ResponseModel
+from common.events import StatusEvent
 from common.timeutil import isoformat, utcnow
 from common.users import User
 
 router = APIRouter(prefix="/api/v1/commands", tags=["commands"])
 log = structlog.get_logger(__name__)
 
-
-def _validation_error(
-    loc: tuple[str | int, ...], msg: str, kind: str, value: Any
-) -> RequestValidationError:
-    return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": value}])
-
-
-def _validate_params(body: CommandCreate) -> dict[str, Any]:
-    """The command type's parameters, validated; 422 naming the field otherwise."""
-    command_type = COMMAND_TYPES.get(body.command_name)
-    if command_type is None:
-        known = ", ".join(sorted(COMMAND_TYPES))
-        raise _validation_error(
-            ("body", "command_name"),
-            f"Unknown command {body.command_name!r}; expected one of: {known}",
-            "unknown_command",
-            body.command_name,
-        )
-    try:
-        params = command_type.params_model.model_validate(body.command_params)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [
-                {**err, "loc": ("body", "command_params", *err["loc"])}
-                for err in exc.errors(include_url=False, include_context=False)
-            ]
-        ) from None
-    return params.model_dump(exclude_none=True)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Repeat a request with the same key to get the same command back.",
+    ),
+]
 
 
 async def _visible_command(state: AppState, user: User, command_id: uuid.UUID) -> CommandRecord:
@@ -63,8 +42,9 @@ async def _visible_command(state: AppState, user: User, command_id: uuid.UUID) -
     return command
 
 
-def websocket_url(state: AppState, command_id: str) -> str:
-    return f"{state.settings.effective_realtime_url}/ws/responses/{command_id}"
+def _submitted(state: AppState, command: CommandRecord) -> CommandSubmitted:
+    url = f"{state.settings.effective_realtime_url}/ws/responses/{command.command_id}"
+    return CommandSubmitted(**command.model_dump(), websocket_url=url)
 
 
 @router.post(
@@ -72,68 +52,66 @@ def websocket_url(state: AppState, command_id: str) -> str:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CommandSubmitted,
     responses={
-        403: {"description": "The role may not submit commands"},
+        403: {"description": "The role may not submit this command type"},
         404: {"description": "Unknown vehicle"},
+        409: {"description": "Vehicle offline (command rejected) or busy (blocking command)"},
         503: {"description": "The command could not be queued; it is recorded as failed"},
     },
 )
 async def submit_command(
-    body: CommandCreate, state: State, user: Submitter, response: Response
+    body: CommandCreate,
+    state: State,
+    user: Submitter,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> CommandSubmitted:
     """Validate, record and queue a diagnostic command; its events stream at `websocket_url`."""
-    params = _validate_params(body)
-    vehicle_id = str(body.vehicle_id)
-    if await state.vehicles.get(vehicle_id) is None:
-        raise NotFoundError(f"Vehicle {vehicle_id} not found")
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    command = CommandRecord(
-        command_id=str(uuid.uuid4()),
-        user_id=user.user_id,
-        vehicle_id=vehicle_id,
-        command_name=body.command_name,
-        command_params=params,
-        status=CommandStatus.PENDING,
-        submitted_at=utcnow(),
-        request_id=request_id,
+    submission = await submit(
+        state, user, body, request_id=request_id, idempotency_key=idempotency_key
     )
+    command = submission.command
     structlog.contextvars.bind_contextvars(command_id=command.command_id)
-    await state.commands.create(command)  # stored before it is queued
-    message = command_message(
-        COMMAND_TYPES[command.command_name], command.command_id, request_id=request_id
-    )
-    try:
-        await run_in_threadpool(state.broker.enqueue, message)
-    except Exception as exc:
-        log.error("command_enqueue_failed", error=str(exc))
-        await _mark_enqueue_failed(state, command.command_id)
-        raise ServiceUnavailableError(
-            "The command could not be queued; it was recorded as failed. Try again later."
-        ) from None
-    log.info("command_submitted", command_name=command.command_name, vehicle_id=vehicle_id)
     response.headers["Location"] = f"/api/v1/commands/{command.command_id}"
-    return CommandSubmitted(
-        **command.model_dump(), websocket_url=websocket_url(state, command.command_id)
+    if submission.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return _submitted(state, command)
+
+
+@router.post(
+    "/{command_id}/cancel",
+    response_model=CommandPublic,
+    responses={
+        202: {"description": "Running: the worker stops at its next step", "model": CommandPublic},
+        403: {"description": "Only the owner or an admin may cancel"},
+        409: {"description": "The command already ended"},
+    },
+)
+async def cancel_command(command_id: uuid.UUID, state: State, user: CurrentUser) -> JSONResponse:
+    """Cancel a command: pending ends now (200); running stops at its next step (202)."""
+    command = await _visible_command(state, user, command_id)
+    if not can_cancel_command(user.role, user.user_id, command):
+        raise ForbiddenError("Only the command's owner or an admin may cancel it")
+    now = utcnow()
+    cancelled = await state.events.append(
+        StatusEvent(
+            command_id=command.command_id, status=CommandStatus.CANCELLED, completed_at=now
+        ),
+        fields={"completed_at": isoformat(now)},
+        expect=[CommandStatus.PENDING],
     )
-
-
-async def _mark_enqueue_failed(state: AppState, command_id: str) -> None:
-    message = "Could not queue the command (message broker unavailable)"
-    try:
-        await state.events.append(
-            ErrorEvent(command_id=command_id, error_message=message, error_code="enqueue_failed")
-        )
-        now = utcnow()
-        await state.events.append(
-            StatusEvent(
-                command_id=command_id,
-                status=CommandStatus.FAILED,
-                completed_at=now,
-                error_message=message,
-            ),
-            fields={"completed_at": isoformat(now), "error_message": message},
-        )
-    except Exception as exc:  # Redis itself is down: the record stays pending
-        log.error("command_mark_failed_failed", error=str(exc))
+    code = status.HTTP_200_OK
+    if cancelled <= 0:
+        if not await state.commands.request_cancel(command.command_id):
+            current = await state.commands.get(command.command_id)
+            ended = current.status.value if current else "unknown"
+            raise ConflictError(f"Command already ended ({ended})", status=ended)
+        code = status.HTTP_202_ACCEPTED
+    log.info("command_cancel", command_id=command.command_id, immediate=code == 200)
+    current = await state.commands.get(command.command_id)
+    assert current is not None  # commands are never deleted
+    body = CommandPublic.model_validate(current.model_dump())
+    return JSONResponse(body.model_dump(mode="json"), status_code=code)
 
 
 @router.get("", response_model=CommandsPublic)

@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from common.broker import build_broker
-from common.commands import COMMAND_TYPES
+from common.policy import DEFAULT_POLICIES
 from common.fleet import demo_fleet
 from common.keys import Keys
 from common.settings import Settings
@@ -32,7 +32,7 @@ def submit(api: TestClient, headers: dict[str, str], **body: Any) -> Any:
 
 
 def queued_messages(sync_redis: redis.Redis, keys: Keys, command_name: str) -> list[dict[str, Any]]:
-    queue = COMMAND_TYPES[command_name].queue_name
+    queue = DEFAULT_POLICIES[command_name]["queue_name"]
     raw = sync_redis.hvals(f"{keys.broker_namespace}:{queue}.msgs")
     return [json.loads(m) for m in raw]  # type: ignore[union-attr]
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -14,7 +15,6 @@ from fastapi.testclient import TestClient
 from common.broker import build_broker
 from common.commands import CommandStatus
 from common.events import StatusEvent
-from common.fleet import demo_fleet
 from common.keys import Keys
 from common.settings import Settings
 from common.timeutil import utcnow
@@ -31,9 +31,11 @@ from workers.middleware import LogContext
 @pytest.fixture
 def worker(settings: Settings) -> Iterator[dramatiq.Worker]:
     broker = build_broker(settings)
+    broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
-    declare_actors(broker)
-    runtime.configure(runtime.build_runtime(settings))
+    worker_runtime = runtime.build_runtime(settings)
+    declare_actors(broker, worker_runtime.policies)
+    runtime.configure(worker_runtime)
     worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
     worker.start()
     yield worker
@@ -46,7 +48,7 @@ def run(api: TestClient, sync_redis: redis.Redis, keys: Keys, name: str, params:
     """Submit over REST, wait for the terminal status, return the id and the event log."""
     response = api.post(
         "/api/v1/commands",
-        headers=login(api, "engineer"),
+        headers=login(api, "admin"),
         json={
             "vehicle_id": vehicle_id or vehicle().vehicle_id,
             "command_name": name,
@@ -78,11 +80,9 @@ def test_read_dtc_streams_dtc_chunks_then_a_final_summary_and_completes(
     final = responses[-1]["response"]
     assert final["is_final"] is True
     assert final["response_payload"]["dtc_count"] == len(responses) - 1
-    listed = api.get(
-        f"/api/v1/commands/{command_id}/responses", headers=login(api, "engineer")
-    ).json()
+    listed = api.get(f"/api/v1/commands/{command_id}/responses", headers=login(api, "admin")).json()
     assert [r["response_id"] for r in listed] == [r["response"]["response_id"] for r in responses]
-    command = api.get(f"/api/v1/commands/{command_id}", headers=login(api, "engineer")).json()
+    command = api.get(f"/api/v1/commands/{command_id}", headers=login(api, "admin")).json()
     assert command["status"] == "completed"
     assert command["started_at"] is not None
     assert command["completed_at"] is not None
@@ -127,15 +127,30 @@ def test_an_unknown_data_identifier_is_a_negative_response_then_error_then_faile
     assert sync_redis.hget(keys.command(command_id), "error_message") == events[2]["error_message"]
 
 
-def test_a_disconnected_vehicle_fails_with_a_clear_error_and_one_terminal_status(
-    worker: dramatiq.Worker, api: TestClient, sync_redis: redis.Redis, keys: Keys
+def test_a_vehicle_that_went_offline_after_submit_fails_with_a_clear_error(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys, settings: Settings
 ) -> None:
-    offline = next(v for v in demo_fleet() if v.connection_status == ConnectionStatus.DISCONNECTED)
-    _, events = run(api, sync_redis, keys, "ReadDTC", {"ecuAddress": "0x10"}, offline.vehicle_id)
+    rt = runtime.build_runtime(settings)
+    target = vehicle()
+    response = api.post(
+        "/api/v1/commands",
+        headers=login(api, "engineer"),
+        json={
+            "vehicle_id": target.vehicle_id,
+            "command_name": "ReadDTC",
+            "command_params": {"ecuAddress": "0x10"},
+        },
+    )
+    command_id = response.json()["command_id"]
+    offline = target.model_copy(update={"connection_status": ConnectionStatus.DISCONNECTED})
+    sync_redis.set(keys.vehicle(target.vehicle_id), offline.model_dump_json())
+    assert execute_command(rt, command_id, command_name="ReadDTC") == CommandStatus.FAILED
+    entries = sync_redis.xrange(keys.command_events(command_id))
+    events = [json.loads(fields["event"]) for _, fields in entries]
     assert [e["event"] for e in events] == ["status", "error", "status"]
-    assert events[1]["error_message"].startswith(f"Vehicle {offline.vin} is not connected")
+    assert events[1]["error_message"].startswith(f"Vehicle {target.vin} is not connected")
     assert events[1]["error_code"] == "vehicle_unavailable"
-    assert [e.get("status") for e in events if e["event"] == "status"] == ["in_progress", "failed"]
+    assert [e["status"] for e in events if e["event"] == "status"] == ["in_progress", "failed"]
 
 
 def test_executing_a_command_again_adds_no_event(

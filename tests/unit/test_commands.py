@@ -154,6 +154,8 @@ def test_command_record_to_redis_gives_flat_strings_and_omits_none_fields() -> N
         "command_params": '{"ecuAddress":"0x10","dtcCode":"P0420"}',
         "status": "pending",
         "submitted_at": "2026-11-26T10:00:00.123456Z",
+        "attempts": "0",
+        "cancel_requested": "False",
     }
 
 

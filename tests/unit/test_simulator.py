@@ -17,7 +17,7 @@ from workers.connector import (
     ResponsePart,
     VehicleUnavailable,
 )
-from workers.simulator import DTC_CATALOG, SimulatedFleet
+from workers.simulator import PAUSE_SLICE_S, DTC_CATALOG, SimulatedFleet
 
 
 def _connected() -> Vehicle:
@@ -174,6 +174,10 @@ def test_delays_go_through_the_injected_sleep(sync_redis: redis.Redis, keys: Key
 
     parts = _run(fleet, _connected(), "ReadDTC", {"ecuAddress": "0x10"})
 
-    assert len(slept) == len(parts)
-    low, high = SimulatedFleet.FIRST_PART_DELAY_S
-    assert low <= slept[0] <= high
+    assert len(parts) == 5
+    assert all(0 < step <= PAUSE_SLICE_S + 1e-9 for step in slept)
+    first_low, _ = SimulatedFleet.FIRST_PART_DELAY_S
+    next_low, next_high = SimulatedFleet.NEXT_PART_DELAY_S
+    _, first_high = SimulatedFleet.FIRST_PART_DELAY_S
+    total = sum(slept)
+    assert first_low + 4 * next_low <= total <= first_high + 4 * next_high + 1e-6
