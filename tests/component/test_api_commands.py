@@ -12,9 +12,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from common.broker import build_broker
-from common.policy import DEFAULT_POLICIES
 from common.fleet import demo_fleet
 from common.keys import Keys
+from common.policy import DEFAULT_POLICIES
 from common.settings import Settings
 from common.users import Role
 from tests.component.conftest import create_user, login, vehicle

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 import pytest
 import redis
+from dramatiq.middleware import CurrentMessage
 from fastapi.testclient import TestClient
 
 from common.broker import build_broker

@@ -17,7 +17,7 @@ from workers.connector import (
     ResponsePart,
     VehicleUnavailable,
 )
-from workers.simulator import PAUSE_SLICE_S, DTC_CATALOG, SimulatedFleet
+from workers.simulator import DTC_CATALOG, PAUSE_SLICE_S, SimulatedFleet
 
 
 def _connected() -> Vehicle:
