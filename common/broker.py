@@ -73,6 +73,11 @@ class _WakingConsumer(_RedisConsumer):
 class WakingRedisBroker(RedisBroker):
     """``RedisBroker`` whose idle consumers block on a wake-up list instead of polling."""
 
+    def close(self) -> None:
+        """Close the broker and its connections (Dramatiq's close leaves the pool open)."""
+        super().close()
+        self.client.connection_pool.disconnect()
+
     def wake_key(self, queue_name: str) -> str:
         return f"{self.namespace}:{queue_name}.wake"
 

@@ -26,6 +26,9 @@ class Runtime:
     connector: VehicleConnector
     policies: dict[str, CommandPolicy]
 
+    def close(self) -> None:
+        self.client.close()
+
 
 _runtime: Runtime | None = None
 

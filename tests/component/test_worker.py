@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
-import pytest
 import redis
-from dramatiq.middleware import CurrentMessage
 from fastapi.testclient import TestClient
 
-from common.broker import build_broker
 from common.commands import CommandStatus
 from common.events import StatusEvent
 from common.keys import Keys
@@ -22,25 +18,8 @@ from common.vehicles import ConnectionStatus
 from tests.component.conftest import login, vehicle
 from tests.support import wait_for
 from workers import runtime
-from workers.actors import declare_actors
 from workers.connector import DiagnosticRequest
 from workers.executor import _record_response, execute_command
-from workers.middleware import LogContext
-
-
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[dramatiq.Worker]:
-    broker = build_broker(settings)
-    broker.add_middleware(CurrentMessage())
-    broker.add_middleware(LogContext())
-    worker_runtime = runtime.build_runtime(settings)
-    declare_actors(broker, worker_runtime.policies)
-    runtime.configure(worker_runtime)
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
-    worker.start()
-    yield worker
-    worker.stop()
-    broker.close()
 
 
 def run(api: TestClient, sync_redis: redis.Redis, keys: Keys, name: str, params: dict[str, str],
@@ -128,9 +107,8 @@ def test_an_unknown_data_identifier_is_a_negative_response_then_error_then_faile
 
 
 def test_a_vehicle_that_went_offline_after_submit_fails_with_a_clear_error(
-    api: TestClient, sync_redis: redis.Redis, keys: Keys, settings: Settings
+    api: TestClient, sync_redis: redis.Redis, keys: Keys, rt: runtime.Runtime
 ) -> None:
-    rt = runtime.build_runtime(settings)
     target = vehicle()
     response = api.post(
         "/api/v1/commands",
@@ -163,10 +141,9 @@ def test_executing_a_command_again_adds_no_event(
 
 
 def test_a_redelivered_message_mid_command_does_not_duplicate_responses(
-    api: TestClient, sync_redis: redis.Redis, keys: Keys, settings: Settings
+    api: TestClient, sync_redis: redis.Redis, keys: Keys, rt: runtime.Runtime
 ) -> None:
     """A crash after some responses: re-running publishes only what is missing."""
-    rt = runtime.build_runtime(settings)
     response = api.post(
         "/api/v1/commands",
         headers=login(api, "engineer"),
