@@ -2,10 +2,15 @@
 
 No I/O here. A ``Subscription`` binds one client to one command. It starts in
 *replaying* mode: live events that arrive while the client's backlog is read from
-the log are buffered, then ``finish_replay`` delivers the backlog and the buffer in
-``seq`` order, dropping anything at or below the last position delivered. Events
+the log are buffered, then the backlog and the buffer are delivered in ``seq``
+order, dropping anything at or below the last position delivered. Events
 therefore reach each client exactly once and in order, however live and replayed
 events interleave.
+
+A long replay is delivered step by step (``replay``, ``take_pending``, ``go_live``)
+so the caller can wait for the client between steps. The live buffer is bounded:
+past ``max_pending`` it is emptied and the subscription marked ``truncated``; every
+live event is also in the log, so the caller reads the log again instead.
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ class Subscription:
     command_id: str
     sink: Sink
     last_seq: int = 0
+    #: The connection it belongs to (lets a failed resync find whom to tell).
+    connection_id: str = ""
     replaying: bool = True
     pending: list[tuple[int, str]] = field(default_factory=list)
+    #: The live buffer overflowed since the caller last cleared this: re-read the log.
+    truncated: bool = False
     overflowed: bool = False
 
     def _offer(self, seq: int, data: str) -> int:
@@ -50,8 +59,9 @@ class HubStats:
 class Hub:
     """The registry of subscriptions by command, and the routing of events to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_pending: int = 1000) -> None:
         self._by_command: dict[str, set[Subscription]] = {}
+        self._max_pending = max_pending
         self.stats = HubStats()
 
     def __len__(self) -> int:
@@ -91,10 +101,10 @@ class Hub:
         gaps = []
         for sub in self._by_command.get(command_id, ()):
             if sub.replaying:
-                sub.pending.append((seq, data))
+                self._buffer(sub, seq, data)
             elif seq > sub.last_seq + 1:
                 sub.replaying = True
-                sub.pending.append((seq, data))
+                self._buffer(sub, seq, data)
                 gaps.append(sub)
             elif sub._offer(seq, data):
                 self.stats.delivered += 1
@@ -102,21 +112,43 @@ class Hub:
                 self.stats.duplicates += 1
         return gaps
 
+    def _buffer(self, sub: Subscription, seq: int, data: str) -> None:
+        if len(sub.pending) >= self._max_pending:
+            sub.pending.clear()
+            sub.truncated = True
+        sub.pending.append((seq, data))
+
     def begin_replay(self, subscription: Subscription) -> None:
         """Buffer live events again, e.g. while re-reading the log after a Redis outage."""
         subscription.replaying = True
 
-    def finish_replay(self, subscription: Subscription, backlog: Iterable[tuple[int, str]]) -> None:
-        """Deliver the backlog read from the log, then the live events buffered meanwhile."""
-        for seq, data in backlog:
-            if subscription._offer(seq, data):
-                self.stats.replayed += 1
-            else:
+    def replay(
+        self, subscription: Subscription, entries: Iterable[tuple[int, str]], *, live: bool = False
+    ) -> None:
+        """Deliver events read from the log (or taken from the live buffer, ``live``)."""
+        for seq, data in entries:
+            if not subscription._offer(seq, data):
                 self.stats.duplicates += 1
-        for seq, data in sorted(subscription.pending, key=lambda item: item[0]):
-            if subscription._offer(seq, data):
+            elif live:
                 self.stats.delivered += 1
             else:
-                self.stats.duplicates += 1
+                self.stats.replayed += 1
+
+    def take_pending(self, subscription: Subscription) -> list[tuple[int, str]]:
+        """The live events buffered so far, in ``seq`` order; the buffer starts again empty."""
+        pending = sorted(subscription.pending, key=lambda item: item[0])
         subscription.pending.clear()
+        return pending
+
+    def go_live(self, subscription: Subscription) -> bool:
+        """Switch to live delivery if nothing is buffered; False means take_pending again."""
+        if subscription.pending:
+            return False
         subscription.replaying = False
+        return True
+
+    def finish_replay(self, subscription: Subscription, backlog: Iterable[tuple[int, str]]) -> None:
+        """Deliver the backlog read from the log, then the live events buffered meanwhile."""
+        self.replay(subscription, backlog)
+        self.replay(subscription, self.take_pending(subscription), live=True)
+        self.go_live(subscription)

@@ -229,3 +229,34 @@ def test_an_overflowed_subscription_does_not_hold_back_the_others() -> None:
     assert slow_sub.overflowed is True
     assert slow.received == ['{"seq":1}']
     assert fast.received == ['{"seq":1}', '{"seq":2}']
+
+
+def test_a_replay_can_be_delivered_in_steps_before_going_live() -> None:
+    hub = Hub()
+    sink = Recorder()
+    sub = Subscription("cmd-1", sink)
+    hub.add(sub)
+    hub.publish("cmd-1", *_event(3))
+
+    hub.replay(sub, [_event(1)])
+    hub.replay(sub, [_event(2), _event(3)])
+    assert hub.go_live(sub) is False  # event 3 is still buffered
+    hub.replay(sub, hub.take_pending(sub), live=True)
+
+    assert hub.go_live(sub) is True
+    assert sink.received == [f'{{"seq":{n}}}' for n in (1, 2, 3)]
+    assert (hub.stats.replayed, hub.stats.delivered, hub.stats.duplicates) == (3, 0, 1)
+    hub.publish("cmd-1", *_event(4))
+    assert sink.received[-1] == '{"seq":4}'
+
+
+def test_an_overflowing_live_buffer_is_emptied_and_marked_truncated() -> None:
+    hub = Hub(max_pending=3)
+    sub = Subscription("cmd-1", Recorder())
+    hub.add(sub)
+
+    for seq in (1, 2, 3, 4):
+        hub.publish("cmd-1", *_event(seq))
+
+    assert sub.truncated is True
+    assert sub.pending == [_event(4)]
