@@ -68,11 +68,16 @@ def valkey_binary() -> str:
 
 
 class RedisServer:
-    """A private server on a free port with its own data folder, for one test session."""
+    """A private server on a free port with its own data folder, for one test session.
 
-    def __init__(self) -> None:
+    With ``appendonly`` the data survives ``halt()`` and a new ``start()`` on the same
+    port and folder (a Redis restart).
+    """
+
+    def __init__(self, *, appendonly: bool = False) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sovd-test-valkey-"))
+        self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,7 +85,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        log = (self.dir / "server.log").open("wb")
+        log = (self.dir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [
                 valkey_binary(),
@@ -93,7 +98,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
                 "--protected-mode",
                 "yes",
             ],
@@ -112,20 +117,25 @@ class RedisServer:
         wait_for(pong, timeout_s=15, what="the test Valkey server")
         client.close()
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server process, keeping its data folder."""
         if self.process is not None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+            self.process = None
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class ServerThread:
     """A real uvicorn server for an ASGI app, on a free port, in a background thread."""
 
-    def __init__(self, app: object, **config: object) -> None:
+    def __init__(self, app: object, *, server_class: type | None = None, **config: object) -> None:
         import threading
 
         import uvicorn
@@ -140,7 +150,8 @@ class ServerThread:
             "lifespan": "on",
             **config,
         }
-        self.server = uvicorn.Server(uvicorn.Config(app, **options))  # type: ignore[arg-type]
+        cls = server_class or uvicorn.Server
+        self.server = cls(uvicorn.Config(app, **options))  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
