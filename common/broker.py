@@ -20,7 +20,7 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff
+from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
@@ -82,21 +82,46 @@ class WakingRedisBroker(RedisBroker):
         return f"{self.namespace}:{queue_name}.wake"
 
     @property
-    def consumer_class(self) -> type[_WakingConsumer]:
+    def consumer_class(self) -> type[_RedisConsumer]:
         return _WakingConsumer
 
     def do_enqueue(self, queue_name: str, message_id: str, data: bytes) -> Any:
-        result = self._dispatch("enqueue")(queue_name, message_id, data)  # type: ignore[no-untyped-call] # unannotated in dramatiq
-        with self.client.pipeline(transaction=False) as pipe:
+        """Dramatiq's enqueue script and the wake-up push, in one round trip.
+
+        The script arguments follow ``RedisBroker._dispatch`` (Dramatiq 2.x).
+        """
+        args = [
+            "enqueue",
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self._should_do_maintenance("enqueue"),
+            self._max_unpack_size(),  # type: ignore[no-untyped-call] # unannotated in dramatiq
+            message_id,
+            data,
+        ]
+        with self.client.pipeline(transaction=True) as pipe:
+            self.scripts["dispatch"](keys=[self.namespace], args=args, client=pipe)
             pipe.lpush(self.wake_key(queue_name), b"1")
             pipe.ltrim(self.wake_key(queue_name), 0, WAKE_LIST_MAX - 1)
-            pipe.execute()
+            result = pipe.execute()[0]
         return result
+
+
+class PollingRedisBroker(WakingRedisBroker):
+    """Dramatiq's own polling consumer (``SOVD_BROKER_WAKEUP=false``), for comparison."""
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _RedisConsumer
 
 
 def build_broker(settings: Settings) -> WakingRedisBroker:
     """The Redis broker for ``settings``, with Dramatiq's default middleware."""
-    return WakingRedisBroker(  # type: ignore[no-untyped-call] # unannotated in dramatiq
+    broker_class = WakingRedisBroker if settings.broker_wakeup else PollingRedisBroker
+    return broker_class(  # type: ignore[no-untyped-call] # unannotated in dramatiq
         url=settings.effective_redis_url,
         namespace=Keys(settings.key_prefix).broker_namespace,
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
 
     # Workers and the simulated fleet
     broker_heartbeat_timeout_ms: int = Field(default=15_000, gt=0)
+    #: Idle consumers wait on a wake-up list instead of polling (common/broker.py).
+    broker_wakeup: bool = True
     #: Chance per million broker calls to run queue maintenance (requeues a dead worker's
     #: messages). Dramatiq's default is 1000.
     broker_maintenance_chance: int = Field(default=20_000, ge=0, le=1_000_000)

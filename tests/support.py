@@ -205,6 +205,7 @@ def running_stack(
     *,
     jwt_secret: str,
     worker_threads: int = 4,
+    worker_processes: int = 1,
     env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start api, worker and realtime under a fresh key prefix; stop them on exit."""
@@ -239,7 +240,7 @@ def running_stack(
     commands = {
         "api": [py, "-m", "api"],
         "worker": [py, "-m", "dramatiq", "workers.main:setup", "--skip-logging",
-                   "--processes", "1", "--threads", str(worker_threads),
+                   "--processes", str(worker_processes), "--threads", str(worker_threads),
                    "--worker-shutdown-timeout", "4000"],
         "realtime": [py, "-m", "realtime"],
     }  # fmt: skip
@@ -252,7 +253,8 @@ def running_stack(
         for url in (stack.api_url, stack.realtime_url):
             wait_for(lambda url=url: _http_ready(url), timeout_s=30, what=f"{url} to be ready")
         wait_for(
-            lambda: "Worker process is ready" in logs["worker"].read_text(),
+            lambda: logs["worker"].read_text().count("Worker process is ready")
+            >= worker_processes,
             timeout_s=30,
             what="the worker to be ready",
         )
