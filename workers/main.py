@@ -5,6 +5,11 @@ Builds the broker from settings and installs it before any actor is declared.
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
+from types import FrameType
+
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
@@ -19,9 +24,38 @@ from workers.middleware import LogContext
 
 __all__ = ["setup"]
 
+#: A second SIGTERM within this window belongs to the same shutdown.
+DUPLICATE_SIGNAL_WINDOW_S = 1.0
+
+
+def _absorb_duplicate_sigterm() -> None:
+    """Keep one shutdown request from reading as two.
+
+    honcho (and ``kill`` of a process group) sends SIGTERM to the dramatiq master *and*
+    its worker processes; the master then forwards its own copy, and Dramatiq treats a
+    second SIGTERM as "kill now", dropping in-flight commands. Within a short window the
+    repeat is ignored, so the worker drains gracefully; a later SIGTERM still kills.
+    """
+    original = signal.getsignal(signal.SIGTERM)
+    if not callable(original):
+        return
+    first: float | None = None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal first
+        now = time.monotonic()
+        if first is not None and now - first < DUPLICATE_SIGNAL_WINDOW_S:
+            return
+        first = first if first is not None else now
+        original(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+
 
 def setup() -> None:
     """Called by the dramatiq CLI in each worker process."""
+    if threading.current_thread() is threading.main_thread():
+        _absorb_duplicate_sigterm()
     settings = get_settings()
     configure_logging(settings, "worker")
     wait_for_redis(settings.effective_redis_url)

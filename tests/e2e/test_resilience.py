@@ -156,9 +156,10 @@ def test_sigterm_lets_an_in_flight_command_finish_before_the_worker_exits(
     key = keys.command(command["command_id"])
     try:
         wait_for(lambda: client.hget(key, "status") == "in_progress", what="the command to start")
-        os.killpg(worker.process.pid, signal.SIGTERM)
+        os.killpg(worker.process.pid, signal.SIGTERM)  # as honcho does: the whole group
         assert worker.process.wait(timeout=timeout(10)) == 0
         assert client.hget(key, "status") == "completed"
+        assert "Killing worker process" not in worker.log.read_text()
     finally:
         worker.stop()
         client.close()
