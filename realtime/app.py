@@ -1,50 +1,30 @@
-"""The realtime ASGI app: ``/ws/responses/{command_id}?token=<jwt>`` and health checks."""
+"""The realtime ASGI app: the WebSocket stream, health, metrics."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from fastapi.responses import JSONResponse, Response
 
-from common.auth import authenticate_access_token
-from common.command_store import CommandStore
-from common.errors import AuthError
-from common.eventlog import AsyncEventLog
-from common.events import ClientMessage, ProtocolErrorEvent, SubscribedEvent, UnsubscribedEvent
-from common.keys import Keys
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
 from common.settings import Settings
-from realtime.close_codes import CloseCode
-from realtime.connection import ClientConnection
 from realtime.hub import Hub, Subscription
-from realtime.relay import Relay, RelayUnavailable
+from realtime.metrics import CONTENT_TYPE, RealtimeMetrics
+from realtime.relay import Relay
 from realtime.service import RealtimeService
+from realtime.websocket import CLOSE_TIMEOUT_S, serve_websocket
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "go_away"]
 
-log = structlog.get_logger(__name__)
-
-
-def _valid_command_id(value: str | None) -> bool:
-    try:
-        uuid.UUID(value or "")
-    except ValueError:
-        return False
-    return True
+#: Seconds a readiness probe waits for Redis to answer.
+READY_TIMEOUT_S = 1.0
 
 
 def create_app(settings: Settings) -> FastAPI:
-    keys = Keys(settings.key_prefix)
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = async_client(settings.effective_redis_url)
@@ -55,14 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
             await service.resync(subscription)
 
         relay = Relay(settings.effective_redis_url, hub, resync)
-        service = RealtimeService(
-            hub,
-            relay,
-            AsyncEventLog(
-                client, keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
-            ),
-            CommandStore(client, keys),
-        )
+        service = RealtimeService(settings, client, hub, relay, RealtimeMetrics())
         app.state.redis = client
         app.state.service = service
         await relay.start()
@@ -85,129 +58,38 @@ def create_app(settings: Settings) -> FastAPI:
         """Redis answers and the Pub/Sub connection is up."""
         service: RealtimeService = app.state.service
         try:
-            await app.state.redis.ping()
-            redis_up = True
+            redis_up = bool(await asyncio.wait_for(app.state.redis.ping(), READY_TIMEOUT_S))
         except Exception:
             redis_up = False
-        ok = redis_up and service.relay.connected
+        ok = redis_up and service.relay.connected and not service.closing
         body = {
             "status": "ok" if ok else "unavailable",
             "redis": "up" if redis_up else "down",
             "pubsub": "up" if service.relay.connected else "down",
+            "connections": len(service.connections),
             "subscriptions": len(service.hub),
             "channels": service.relay.channel_count(),
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        service: RealtimeService = app.state.service
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
     @app.websocket("/ws/responses/{command_id}")
     async def ws_responses(websocket: WebSocket, command_id: str) -> None:
         """Stream one command's events (replay first, then live); see docs/protocol.md."""
-        service: RealtimeService = app.state.service
-        # Accept first: a close before accept reaches browsers only as 1006.
-        await websocket.accept()
-        token = websocket.query_params.get("token")
-        if not token:
-            await websocket.close(CloseCode.POLICY_VIOLATION, "Missing token")
-            return
-        try:
-            user, _claims = await authenticate_access_token(settings, app.state.redis, keys, token)
-        except AuthError as exc:
-            await websocket.close(CloseCode.POLICY_VIOLATION, exc.message)
-            return
-        structlog.contextvars.bind_contextvars(user_id=user.user_id, command_id=command_id)
-        connection = ClientConnection(websocket, user, max_queue=settings.ws_queue_max_events)
-        try:
-            since = int(websocket.query_params.get("since", "0"))
-            if since < 0:
-                raise ValueError
-        except ValueError:
-            await websocket.close(
-                CloseCode.POLICY_VIOLATION, "since must be a non-negative integer"
-            )
-            return
-        if not _valid_command_id(command_id) or not await service.can_view(connection, command_id):
-            await websocket.close(CloseCode.COMMAND_NOT_FOUND, "Command not found")
-            return
-        writer = asyncio.create_task(connection.write_forever(), name="ws-writer")
-        reader = asyncio.create_task(_read_client(service, connection), name="ws-reader")
-        closer = asyncio.create_task(connection.close_requested.wait(), name="ws-closer")
-        try:
-            try:
-                await service.subscribe(connection, command_id, since)
-            except RelayUnavailable:
-                connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
-            log.info("ws_subscribed", since=since)
-            done, _ = await asyncio.wait(
-                {writer, reader, closer}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if closer in done and websocket.application_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(Exception):
-                    await websocket.close(connection.close_code, connection.close_reason)
-            for task in done:
-                failure = None if task.cancelled() else task.exception()
-                if failure is not None and not isinstance(
-                    failure, WebSocketDisconnect | RuntimeError
-                ):
-                    log.error("ws_task_failed", error=repr(failure))
-        finally:
-            for task in (writer, reader, closer):
-                task.cancel()
-            await service.unsubscribe_all(connection)
-            log.info("ws_closed")
+        await serve_websocket(websocket, command_id, app.state.service)
 
     return app
 
 
-async def _read_client(service: RealtimeService, connection: ClientConnection) -> None:
-    """Handle client actions until it disconnects; bad messages get an error event."""
-    websocket = connection.websocket
-    while True:
-        text = await websocket.receive_text()
-        try:
-            message = ClientMessage.model_validate_json(text)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "message"
-            connection.push(
-                ProtocolErrorEvent(
-                    error_message=f"Invalid message: {where}: {first['msg']}",
-                    error_code="invalid_message",
-                ).model_dump_json(exclude_none=True)
-            )
-            continue
-        await _act(service, connection, message)
-
-
-async def _act(
-    service: RealtimeService, connection: ClientConnection, message: ClientMessage
-) -> None:
-    if message.action == "ping":
-        connection.push('{"event":"pong"}')
-        return
-    command_id = message.command_id
-    if not command_id:
-        connection.push(
-            ProtocolErrorEvent(
-                error_message=f"{message.action} needs command_id", error_code="invalid_message"
-            ).model_dump_json(exclude_none=True)
-        )
-        return
-    if message.action == "unsubscribe":
-        await service.unsubscribe(connection, command_id)
-        connection.push(UnsubscribedEvent(command_id=command_id).model_dump_json())
-        return
-    if not _valid_command_id(command_id) or not await service.can_view(connection, command_id):
-        connection.push(
-            ProtocolErrorEvent(
-                command_id=command_id,
-                error_message="Command not found",
-                error_code="command_not_found",
-            ).model_dump_json(exclude_none=True)
-        )
-        return
-    # Acknowledge first so the client sees "subscribed" before the replayed events.
-    connection.push(SubscribedEvent(command_id=command_id, since=message.since).model_dump_json())
-    try:
-        await service.subscribe(connection, command_id, message.since)
-    except RelayUnavailable:
-        connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+async def go_away(app: object) -> None:
+    """Close every client of a realtime app with 1001 after a short drain (on shutdown)."""
+    state = getattr(app, "state", None)
+    service = getattr(state, "service", None)
+    if isinstance(service, RealtimeService):
+        drain_s = service.settings.ws_shutdown_drain_s
+        await service.go_away(drain_s=drain_s, timeout_s=drain_s + CLOSE_TIMEOUT_S)

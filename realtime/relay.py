@@ -68,6 +68,8 @@ class Relay:
         self._connected = asyncio.Event()
         self._resync_pending: set[str] = set()
         self.reconnects = 0
+        #: The current wait before the next connection attempt (0 while connected).
+        self.retry_delay_s = 0.0
 
     @property
     def connected(self) -> bool:
@@ -144,6 +146,7 @@ class Relay:
                 await self._connect(resync=not first)
                 first = False
                 backoff = 0.05
+                self.retry_delay_s = 0.0
                 await self._read_loop()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 was_connected = self._connected.is_set()
@@ -152,6 +155,7 @@ class Relay:
                 if was_connected:
                     self.reconnects += 1
                     log.warning("relay_disconnected", error=str(exc))
+                self.retry_delay_s = backoff
                 await asyncio.sleep(backoff)  # back-off before reconnecting
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 

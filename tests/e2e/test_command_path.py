@@ -53,6 +53,9 @@ def ws(url: str, token: str | None) -> ClientConnection:
 
 
 def until_terminal(client: ClientConnection) -> list[dict[str, Any]]:
+    """The command's events after the connection's ``welcome``, up to the terminal status."""
+    welcome = json.loads(client.recv(timeout=timeout(10)))
+    assert welcome["event"] == "welcome", welcome
     events: list[dict[str, Any]] = []
     while not (events and events[-1]["event"] == "status" and events[-1]["status"] in TERMINAL):
         events.append(json.loads(client.recv(timeout=timeout(10))))

@@ -1,0 +1,40 @@
+"""Serving the realtime app with uvicorn: options from settings, and a draining shutdown.
+
+Uvicorn's own shutdown closes every WebSocket at once with 1012. ``RealtimeServer``
+first stops listening, then has the app close each client with 1001 "going away"
+once its queue is sent (at most ``SOVD_WS_SHUTDOWN_DRAIN_S``), then shuts down as usual.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+
+from common.settings import Settings
+from realtime.app import go_away
+from realtime.websocket import CLOSE_TIMEOUT_S
+
+__all__ = ["RealtimeServer", "uvicorn_options"]
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn settings the realtime process runs with (tests use the same)."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.ws_max_message_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_timeout_s,
+        # After the drain: give up on clients that do not take their close frame.
+        "timeout_graceful_shutdown": settings.ws_shutdown_drain_s + 2 * CLOSE_TIMEOUT_S,
+    }
+
+
+class RealtimeServer(uvicorn.Server):
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting before the drain
+        await go_away(self.config.app)
+        await super().shutdown(sockets)

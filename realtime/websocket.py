@@ -1,0 +1,289 @@
+"""The WebSocket transport: ``/ws/responses/{command_id}``. I/O only; rules live elsewhere.
+
+Handshake: accept first (a close before accept reaches browsers only as 1006), then
+authenticate, check ``since``, authorize, count the connection, subscribe. After
+that three tasks run per client: the writer drains its queue, the reader handles
+client actions, and a timer closes the connection when its token expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+
+import structlog
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from common.errors import AuthError
+from common.events import ClientMessage, SubscribedEvent, UnsubscribedEvent
+from realtime.close_codes import CloseCode
+from realtime.connection import Connection, close_when_token_expires
+from realtime.limits import TokenBucket
+from realtime.relay import RelayUnavailable
+from realtime.service import (
+    CannotRecover,
+    PositionAhead,
+    RealtimeService,
+    TooManyConnections,
+    protocol_error,
+)
+
+__all__ = ["BEARER_PREFIX", "SUBPROTOCOL", "credentials", "serve_websocket", "valid_command_id"]
+
+log = structlog.get_logger(__name__)
+
+#: Offer ``SUBPROTOCOL`` and ``bearer.<token>`` in ``Sec-WebSocket-Protocol`` to keep the
+#: token out of the URL; the server answers with ``SUBPROTOCOL`` only.
+SUBPROTOCOL = "sovd.v1"
+BEARER_PREFIX = "bearer."
+#: Seconds to wait for a client to take our close frame before giving up on it.
+CLOSE_TIMEOUT_S = 5.0
+
+
+def valid_command_id(value: str | None) -> bool:
+    try:
+        uuid.UUID(value or "")
+    except ValueError:
+        return False
+    return True
+
+
+def credentials(query_token: str | None, offered: Sequence[str]) -> tuple[str | None, str | None]:
+    """The token (query parameter first, else a ``bearer.`` subprotocol) and the
+    subprotocol to accept (``SUBPROTOCOL`` when the client offered it)."""
+    token = query_token or next(
+        (p[len(BEARER_PREFIX) :] for p in offered if p.startswith(BEARER_PREFIX)), None
+    )
+    return token or None, SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+
+def _since(raw: str | None) -> int | None:
+    try:
+        since = int(raw or "0")
+    except ValueError:
+        return None
+    return since if since >= 0 else None
+
+
+async def _refuse(
+    websocket: WebSocket, service: RealtimeService, code: CloseCode, reason: str
+) -> None:
+    service.record_close(code)
+    await websocket.close(code, reason)
+
+
+async def serve_websocket(websocket: WebSocket, command_id: str, service: RealtimeService) -> None:
+    """Stream one command's events (replay first, then live); see docs/protocol.md."""
+    token, subprotocol = credentials(
+        websocket.query_params.get("token"), websocket.scope.get("subprotocols", [])
+    )
+    await websocket.accept(subprotocol=subprotocol)
+    if service.closing:
+        await _refuse(websocket, service, CloseCode.GOING_AWAY, "Server shutting down: reconnect")
+        return
+    if not token:
+        await _refuse(websocket, service, CloseCode.POLICY_VIOLATION, "Missing token")
+        return
+    since = _since(websocket.query_params.get("since"))
+    try:
+        user, claims = await service.authenticate(token)
+        if since is None:
+            await _refuse(
+                websocket,
+                service,
+                CloseCode.POLICY_VIOLATION,
+                "since must be a non-negative integer",
+            )
+            return
+        visible = valid_command_id(command_id) and await service.can_view(user, command_id)
+    except AuthError as exc:
+        await _refuse(websocket, service, CloseCode.POLICY_VIOLATION, exc.message)
+        return
+    except RedisError:
+        await _refuse(websocket, service, CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+        return
+    except Exception:
+        log.exception("ws_admission_failed")
+        await _refuse(websocket, service, CloseCode.INTERNAL_ERROR, "Internal error")
+        return
+    if not visible:
+        await _refuse(websocket, service, CloseCode.COMMAND_NOT_FOUND, "Command not found")
+        return
+    try:
+        connection = service.open_connection(
+            user, claims, transport="websocket", command_id=command_id
+        )
+    except TooManyConnections:
+        await _refuse(
+            websocket,
+            service,
+            CloseCode.TOO_MANY_CONNECTIONS,
+            "Too many connections for this user",
+        )
+        return
+    structlog.contextvars.bind_contextvars(
+        user_id=user.user_id, command_id=command_id, connection_id=connection.connection_id
+    )
+    try:
+        await _run(websocket, service, connection, since)
+    finally:
+        await service.close_connection(connection)
+        log.info("ws_closed", code=int(connection.close_code))
+
+
+async def _run(
+    websocket: WebSocket, service: RealtimeService, connection: Connection, since: int
+) -> None:
+    writer = asyncio.create_task(_write(websocket, service, connection), name="ws-writer")
+    tasks: set[asyncio.Task[object]] = {
+        writer,
+        asyncio.create_task(_read(websocket, service, connection), name="ws-reader"),
+        asyncio.create_task(close_when_token_expires(connection), name="ws-expiry"),
+        asyncio.create_task(connection.close_requested.wait(), name="ws-closer"),
+    }
+    try:
+        await _subscribe(service, connection, connection.primary_command_id, since)
+        log.info("ws_subscribed", since=since)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if connection.close_requested.is_set():
+            await _close(websocket, service, connection, writer)
+        for task in done:
+            failure = None if task.cancelled() else task.exception()
+            # A client that vanished mid-send or mid-read is not a server failure.
+            if failure is not None and not isinstance(failure, WebSocketDisconnect | RuntimeError):
+                log.error("ws_task_failed", task=task.get_name(), error=repr(failure))
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _subscribe(
+    service: RealtimeService, connection: Connection, command_id: str, since: int
+) -> None:
+    """Subscribe; every failure becomes an error event or a close request, never a raise."""
+    try:
+        await service.subscribe(connection, command_id, since)
+    except RelayUnavailable:
+        connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+    except CannotRecover as exc:
+        await service.lost(connection, command_id, exc.last_seq)
+    except PositionAhead:
+        if command_id == connection.primary_command_id:
+            connection.request_close(
+                CloseCode.POLICY_VIOLATION, "since is beyond the command's last event"
+            )
+        else:
+            connection.push(
+                protocol_error(
+                    "invalid_message", "since is beyond the command's last event", command_id
+                )
+            )
+    except RedisError:
+        connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+    except Exception:
+        log.exception("ws_subscribe_failed")
+        connection.request_close(CloseCode.INTERNAL_ERROR, "Internal error")
+
+
+async def _close(
+    websocket: WebSocket,
+    service: RealtimeService,
+    connection: Connection,
+    writer: asyncio.Task[None],
+) -> None:
+    """Close as requested: drain first when asked to (bounded), then send the close frame."""
+    if connection.drain and not writer.done():
+        await asyncio.wait({writer}, timeout=service.settings.ws_shutdown_drain_s)
+    writer.cancel()
+    await service.unsubscribe_all(connection)
+    service.record_close(connection.close_code)
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                websocket.close(connection.close_code, connection.close_reason), CLOSE_TIMEOUT_S
+            )
+
+
+async def _write(websocket: WebSocket, service: RealtimeService, connection: Connection) -> None:
+    lag = service.metrics.send_lag
+    while (item := await connection.next_message()) is not None:
+        data, queued_at = item
+        await websocket.send_text(data)
+        lag.observe(time.monotonic() - queued_at)
+
+
+async def _read(websocket: WebSocket, service: RealtimeService, connection: Connection) -> None:
+    """Handle client actions until it disconnects; bad messages get an error event."""
+    settings = service.settings
+    bucket = TokenBucket(
+        settings.ws_client_rate_per_s, settings.ws_client_burst, now=time.monotonic()
+    )
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if not bucket.allow(time.monotonic()):
+            connection.request_close(CloseCode.RATE_LIMITED, "Too many messages: slow down")
+            return
+        text = message.get("text")
+        if text is None:
+            connection.push(protocol_error("invalid_message", "Binary messages are not supported"))
+            continue
+        try:
+            action = ClientMessage.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "message"
+            connection.push(
+                protocol_error("invalid_message", f"Invalid message: {where}: {first['msg']}")
+            )
+            continue
+        await _act(service, connection, action)
+
+
+async def _act(service: RealtimeService, connection: Connection, message: ClientMessage) -> None:
+    if message.action == "ping":
+        connection.push('{"event":"pong"}')
+        return
+    if message.action == "refresh":
+        if not message.token:
+            connection.push(protocol_error("invalid_message", "refresh needs token"))
+            return
+        connection.push(await service.refresh(connection, message.token))
+        return
+    command_id = message.command_id
+    if not command_id:
+        connection.push(protocol_error("invalid_message", f"{message.action} needs command_id"))
+        return
+    if message.action == "unsubscribe":
+        await service.unsubscribe(connection, command_id)
+        connection.push(UnsubscribedEvent(command_id=command_id).model_dump_json())
+        return
+    limit = service.settings.ws_max_subscriptions
+    if command_id not in connection.subscriptions and len(connection.subscriptions) >= limit:
+        connection.push(
+            protocol_error(
+                "too_many_subscriptions",
+                f"At most {limit} subscriptions per connection",
+                command_id,
+            )
+        )
+        return
+    try:
+        visible = valid_command_id(command_id) and await service.can_view(
+            connection.user, command_id
+        )
+    except RedisError:
+        connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+        return
+    if not visible:
+        connection.push(protocol_error("command_not_found", "Command not found", command_id))
+        return
+    # Acknowledge first so the client sees "subscribed" before the replayed events.
+    connection.push(SubscribedEvent(command_id=command_id, since=message.since).model_dump_json())
+    await _subscribe(service, connection, command_id, message.since)
