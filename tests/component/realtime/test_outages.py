@@ -1,0 +1,145 @@
+"""Redis restarts, two realtime processes on one Redis, and a draining shutdown."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx2 as httpx
+import pytest
+import redis
+
+from common.commands import CommandStatus
+from common.eventlog import EventLog
+from common.events import StatusEvent
+from common.keys import Keys
+from common.settings import Settings
+from tests.component.realtime_support import (
+    World,
+    close_of,
+    follow,
+    open_ws,
+    read_until_close,
+    realtime_server,
+    receive,
+    response_event,
+    service_of,
+    subscribers,
+    with_settings,
+)
+from tests.support import RedisServer, ServerThread, timeout, wait_for
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis for one test, persisting to an append-only file so it can be restarted."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _ready(server: ServerThread) -> int:
+    return httpx.get(f"{server.http_base}/health/ready", timeout=timeout(5)).status_code
+
+
+def test_after_a_redis_restart_clients_get_the_events_logged_before_the_relay_is_back(
+    settings: Settings, own_redis: RedisServer
+) -> None:
+    isolated = with_settings(settings, redis_url=own_redis.url)
+    world = World(isolated)
+    keys = Keys(isolated.key_prefix)
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    with realtime_server(isolated) as server, follow(server, command_id, world.token(alice)) as ws:
+        relay = service_of(server).relay
+        writer = redis.Redis.from_url(own_redis.url, decode_responses=True)
+        events = EventLog(writer, keys, maxlen=1000, ttl_s=60)
+        events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+        assert receive(ws, 1)[0]["seq"] == 1
+        assert _ready(server) == 200
+
+        own_redis.halt()
+        wait_for(lambda: _ready(server) == 503, what="readiness to report the outage")
+        with open_ws(server, command_id, world.token(alice)) as refused:
+            assert close_of(refused, timeout_s=15) == (1013, "Event stream unavailable")
+        # Let the relay's back-off grow so the restart is not noticed at once.
+        wait_for(lambda: relay.retry_delay_s >= 1.6, what="the relay to back off")
+        own_redis.start()
+        replayed_before = service_of(server).hub.stats.replayed
+        assert not relay.connected
+        events.append(response_event(command_id, 1))  # published while nobody listens
+        events.append(response_event(command_id, 2, final=True))
+
+        got = receive(ws, 2)
+        assert [(e["seq"], e["sequence_number"]) for e in got] == [(2, 1), (3, 2)]
+        assert service_of(server).hub.stats.replayed == replayed_before + 2, "read from the log"
+        wait_for(lambda: relay.connected, what="the relay to reconnect")
+        events.append(StatusEvent(command_id=command_id, status=CommandStatus.COMPLETED))
+        assert [(e["seq"], e["status"]) for e in receive(ws, 1)] == [(4, "completed")]
+        wait_for(lambda: _ready(server) == 200, what="readiness to recover")
+        assert relay.reconnects >= 1
+        writer.close()
+
+
+def test_clients_of_two_realtime_processes_each_get_every_event_and_each_subscribes_only_its_own(
+    settings: Settings, world: World, events: EventLog, sync_redis: redis.Redis
+) -> None:
+    alice = world.user("alice")
+    shared, only_first, only_second = (world.command(alice) for _ in range(3))
+    token = world.token(alice)
+    with (
+        realtime_server(settings) as first,
+        realtime_server(settings) as second,
+        follow(first, shared, token) as a,
+        follow(second, shared, token) as b,
+        follow(first, only_first, token) as c,
+        follow(second, only_second, token) as d,
+    ):
+        hub_1, hub_2 = service_of(first).hub, service_of(second).hub
+        wait_for(lambda: len(hub_1) == 2 and len(hub_2) == 2, what="every subscription")
+        assert sorted(hub_1.commands()) == sorted([shared, only_first])
+        assert sorted(hub_2.commands()) == sorted([shared, only_second])
+        assert subscribers(sync_redis, shared) == 2
+        assert subscribers(sync_redis, only_first) == 1
+        assert subscribers(sync_redis, only_second) == 1
+        for command_id in (shared, only_first, only_second):
+            events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+            events.append(StatusEvent(command_id=command_id, status=CommandStatus.COMPLETED))
+        for client, command_id in ((a, shared), (b, shared), (c, only_first), (d, only_second)):
+            got = receive(client, 2)
+            assert [(e["command_id"], e["seq"]) for e in got] == [(command_id, 1), (command_id, 2)]
+
+
+def test_stopping_the_server_closes_clients_with_1001_after_sending_what_was_queued(
+    settings: Settings, world: World, events: EventLog
+) -> None:
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    with realtime_server(settings) as server:
+        with open_ws(server, command_id, world.token(alice)) as ws:
+            service = service_of(server)
+            wait_for(lambda: len(service.hub) == 1, what="the subscription")
+            for n in range(1, 21):
+                events.append(response_event(command_id, n))
+            wait_for(lambda: service.hub.stats.delivered == 20, what="the events to be queued")
+            stopper = threading.Thread(target=server.stop)
+            stopper.start()
+            got, code, reason = read_until_close(ws, timeout_s=10)
+            stopper.join(timeout(20))
+        assert (code, reason) == (1001, "Server shutting down: reconnect")
+        assert got[0]["event"] == "welcome"
+        assert [e["seq"] for e in got[1:]] == list(range(1, 21))
+        with pytest.raises(ConnectionRefusedError), open_ws(server, command_id, world.token(alice)):
+            pass  # nothing listens any more
+
+
+def test_an_unexpected_failure_while_admitting_a_client_closes_with_1011(
+    server: ServerThread, world: World, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    sync_redis.hset(keys.command(command_id), "status", "not-a-status")  # a corrupt record
+
+    with open_ws(server, command_id, world.token(alice)) as ws:
+        assert close_of(ws) == (1011, "Internal error")
