@@ -1,12 +1,13 @@
-"""The realtime ASGI app: the WebSocket stream, health, metrics."""
+"""The realtime ASGI app: WebSocket and Server-Sent Events streams, health, metrics."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Header, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from common.redis_client import async_client
@@ -16,6 +17,7 @@ from realtime.hub import Hub, Subscription
 from realtime.metrics import CONTENT_TYPE, RealtimeMetrics
 from realtime.relay import Relay
 from realtime.service import RealtimeService
+from realtime.sse import open_event_stream
 from realtime.websocket import CLOSE_TIMEOUT_S, serve_websocket
 
 __all__ = ["create_app", "go_away"]
@@ -77,6 +79,17 @@ def create_app(settings: Settings) -> FastAPI:
         """Prometheus metrics of this process."""
         service: RealtimeService = app.state.service
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/api/v1/commands/{command_id}/events", tags=["events"], response_model=None)
+    async def stream_command_events(
+        request: Request,
+        command_id: str,
+        since: Annotated[int | None, Query(ge=0)] = None,
+        last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    ) -> Response:
+        """Server-Sent Events: the command's events after Last-Event-ID (or since), then live."""
+        position = last_event_id if last_event_id is not None else since
+        return await open_event_stream(app.state.service, request, command_id, position or 0)
 
     @app.websocket("/ws/responses/{command_id}")
     async def ws_responses(websocket: WebSocket, command_id: str) -> None:
