@@ -166,6 +166,33 @@ def test_disconnecting_the_last_client_unsubscribes_the_channel(stack: Stack) ->
         client.close()
 
 
+def test_subprotocol_token_refresh_and_sse_through_the_real_processes(stack: Stack) -> None:
+    """Paths that carry tokens outside the query string; the test below checks the logs."""
+    token = login(stack)["access_token"]
+    fresh = login(stack)["access_token"]
+    command = submit(stack, token, "ReadDTC", {"ecuAddress": "0x10"})
+    with connect(
+        command["websocket_url"],
+        subprotocols=["sovd.v1", f"bearer.{token}"],  # type: ignore[list-item]
+        open_timeout=timeout(5),
+    ) as client:
+        events = until_terminal(client)
+        client.send(json.dumps({"action": "refresh", "token": fresh}))
+        assert json.loads(client.recv(timeout=timeout(5)))["event"] == "token_refreshed"
+    url = f"{stack.realtime_url}/api/v1/commands/{command['command_id']}/events"
+    with httpx.stream(
+        "GET", url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout(10)
+    ) as response:
+        assert response.status_code == 200
+        ids = []
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                ids.append(int(line[4:]))
+            if len(ids) == len(events):
+                break
+    assert ids == [e["seq"] for e in events]
+
+
 def test_the_processes_logged_no_error_and_no_token(stack: Stack) -> None:
     """Runs last in this module: it reads the logs of everything above."""
     tokens = [login(stack, name)["access_token"] for name in ("viewer", "engineer")]
