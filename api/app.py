@@ -9,11 +9,11 @@ import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.errors import install_error_handlers
 from api.routes import auth, command_types, commands, health, vehicles
 from api.state import AppState
 from common.broker import build_broker
 from common.fleet import seed_demo
+from common.http_errors import install_error_handlers
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
 from common.settings import Settings

@@ -106,8 +106,7 @@ class WakingRedisBroker(RedisBroker):
             self.scripts["dispatch"](keys=[self.namespace], args=args, client=pipe)
             pipe.lpush(self.wake_key(queue_name), b"1")
             pipe.ltrim(self.wake_key(queue_name), 0, WAKE_LIST_MAX - 1)
-            result = pipe.execute()[0]
-        return result
+            return pipe.execute()[0]
 
 
 class PollingRedisBroker(WakingRedisBroker):

@@ -37,13 +37,13 @@ def test_wrong_password_unknown_user_and_inactive_user_get_the_same_401(
     ]
     answers = [api.post("/api/v1/auth/login", json=a) for a in attempts]
     assert [a.status_code for a in answers] == [401, 401, 401]
-    assert {a.json()["detail"] for a in answers} == {"Invalid username or password"}
+    assert {a.json()["error"]["message"] for a in answers} == {"Invalid username or password"}
 
 
 def test_login_rejects_a_malformed_body_with_422(api: TestClient) -> None:
     response = api.post("/api/v1/auth/login", json={"username": "engineer"})
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "password"]
+    assert response.json()["error"]["details"]["errors"][0]["loc"] == ["body", "password"]
 
 
 def test_refresh_rotates_and_the_old_refresh_token_stops_working(api: TestClient) -> None:
@@ -55,7 +55,7 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(api: TestClient
     assert rotated.json()["refresh_token"] != first["refresh_token"]
     replay = api.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert replay.status_code == 401
-    assert replay.json()["detail"] == "Refresh token revoked or already used"
+    assert replay.json()["error"]["message"] == "Refresh token revoked or already used"
     again = api.post(
         "/api/v1/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
     )
@@ -82,7 +82,7 @@ def test_logout_revokes_the_access_and_the_refresh_token(api: TestClient) -> Non
     assert out.status_code == 204
     after = api.get("/api/v1/auth/me", headers=headers)
     assert after.status_code == 401
-    assert after.json()["detail"] == "Token revoked"
+    assert after.json()["error"]["message"] == "Token revoked"
     refreshed = api.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert refreshed.status_code == 401
 
@@ -94,8 +94,8 @@ def test_requests_without_or_with_a_bad_token_are_401_with_a_bearer_challenge(
     garbage = api.get("/api/v1/vehicles", headers={"Authorization": "Bearer not-a-jwt"})
     assert (missing.status_code, garbage.status_code) == (401, 401)
     assert missing.headers["www-authenticate"] == "Bearer"
-    assert missing.json()["detail"] == "Not authenticated"
-    assert garbage.json()["detail"] == "Invalid token"
+    assert missing.json()["error"]["message"] == "Not authenticated"
+    assert garbage.json()["error"]["message"] == "Invalid token"
 
 
 def test_a_deactivated_user_loses_access_with_a_valid_token(

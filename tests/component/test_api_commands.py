@@ -111,9 +111,12 @@ def test_invalid_commands_are_422_naming_the_field(
 ) -> None:
     response = submit(api, login(api, "engineer"), **body)
     assert response.status_code == 422
-    errors = response.json()["detail"]
-    assert errors[0]["loc"] == loc
-    assert fragment in errors[0]["msg"]
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"]["errors"][0]["loc"] == loc
+    assert fragment in error["details"]["errors"][0]["msg"]
+    assert error["message"].startswith(".".join(loc[1:]))
+    assert error["request_id"] == response.headers["x-request-id"]
 
 
 def test_unknown_vehicle_is_404_and_nothing_is_stored(
@@ -127,7 +130,7 @@ def test_unknown_vehicle_is_404_and_nothing_is_stored(
 def test_viewers_cannot_submit(api: TestClient) -> None:
     response = submit(api, login(api, "viewer"))
     assert response.status_code == 403
-    assert response.json()["detail"] == "Role 'viewer' may not submit commands"
+    assert response.json()["error"]["message"] == "Role 'viewer' may not submit commands"
 
 
 def test_enqueue_failure_marks_the_stored_command_failed_and_answers_503(
@@ -140,7 +143,7 @@ def test_enqueue_failure_marks_the_stored_command_failed_and_answers_503(
     response = submit(api, headers)
     api.app.state.sovd = state  # type: ignore[attr-defined]
     assert response.status_code == 503
-    assert "could not be queued" in response.json()["detail"]
+    assert "could not be queued" in response.json()["error"]["message"]
     commands = api.get("/api/v1/commands", headers=headers).json()["commands"]
     assert len(commands) == 1
     assert commands[0]["status"] == "failed"

@@ -38,7 +38,7 @@ def test_vehicles_filter_by_status_and_vin_fragment_and_page(api: TestClient) ->
 def test_a_bad_status_filter_is_422(api: TestClient) -> None:
     response = api.get("/api/v1/vehicles?status=sleeping", headers=login(api, "viewer"))
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["query", "status"]
+    assert response.json()["error"]["details"]["errors"][0]["loc"] == ["query", "status"]
 
 
 def test_vehicle_detail_and_status(api: TestClient) -> None:
@@ -57,5 +57,5 @@ def test_an_unknown_vehicle_is_404_and_a_malformed_id_is_422(api: TestClient) ->
     headers = login(api, "viewer")
     unknown = api.get(f"/api/v1/vehicles/{uuid.uuid4()}", headers=headers)
     assert unknown.status_code == 404
-    assert unknown.json()["detail"].startswith("Vehicle ")
+    assert unknown.json()["error"]["message"].startswith("Vehicle ")
     assert api.get("/api/v1/vehicles/not-a-uuid", headers=headers).status_code == 422

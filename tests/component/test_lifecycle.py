@@ -217,7 +217,9 @@ def test_cancel_rules_terminal_409_other_engineer_404_viewer_403(
     assert api.post(url, headers=login(api, "admin")).status_code == 200
     again = api.post(url, headers=login(api, "engineer"))
     assert again.status_code == 409
-    assert again.json() == {"detail": "Command already ended (cancelled)", "status": "cancelled"}
+    error = again.json()["error"]
+    assert (error["code"], error["message"]) == ("conflict", "Command already ended (cancelled)")
+    assert error["details"] == {"status": "cancelled"}
 
 
 # -- admission ---------------------------------------------------------------------------
@@ -229,8 +231,9 @@ def test_an_offline_vehicle_rejects_the_command_with_409_and_its_last_seen_time(
     offline = vehicle(ConnectionStatus.DISCONNECTED)
     response = post(api, "engineer", vehicle_id=offline.vehicle_id)
     assert response.status_code == 409
-    body = response.json()
-    assert body["detail"] == f"Vehicle {offline.vin} is offline; the command was rejected"
+    error = response.json()["error"]
+    assert error["message"] == f"Vehicle {offline.vin} is offline; the command was rejected"
+    body = error["details"]
     assert body["vehicle_id"] == offline.vehicle_id
     assert body["last_seen_at"].endswith("Z")
     record = api.get(f"/api/v1/commands/{body['command_id']}", headers=login(api, "engineer"))
@@ -249,15 +252,17 @@ def test_a_destructive_command_runs_alone_and_the_refusal_names_the_blocking_com
     reading = post(api, "engineer").json()["command_id"]
     refused = post(api, "admin", "ClearDTC")
     assert refused.status_code == 409
-    assert refused.json()["blocking_command_id"] == reading
-    assert reading in refused.json()["detail"]
+    assert refused.json()["error"]["details"]["blocking_command_id"] == reading
+    assert reading in refused.json()["error"]["message"]
     # Once the read is over, the clear is admitted; while it is active nothing else is.
     api.post(f"/api/v1/commands/{reading}/cancel", headers=login(api, "engineer"))
     clearing = post(api, "admin", "ClearDTC")
     assert clearing.status_code == 202
     blocked = post(api, "engineer")
     assert blocked.status_code == 409
-    assert blocked.json()["blocking_command_id"] == clearing.json()["command_id"]
+    assert (
+        blocked.json()["error"]["details"]["blocking_command_id"] == clearing.json()["command_id"]
+    )
 
 
 def test_at_most_max_concurrent_commands_are_admitted_per_vehicle(api: TestClient) -> None:
@@ -289,7 +294,7 @@ def test_the_same_idempotency_key_returns_the_same_command_once(
     assert sync_redis.hlen(queue) == 1
     different = post(api, "engineer", "ReadDTC", {"ecuAddress": "0x18"}, headers=headers)
     assert different.status_code == 422
-    assert different.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert different.json()["error"]["details"]["errors"][0]["loc"] == ["header", "Idempotency-Key"]
     other_key = post(api, "engineer", headers={"Idempotency-Key": "order-43"})
     assert other_key.json()["command_id"] != first.json()["command_id"]
 
@@ -300,7 +305,7 @@ def test_the_same_idempotency_key_returns_the_same_command_once(
 def test_clear_dtc_needs_the_admin_role_and_viewers_submit_nothing(api: TestClient) -> None:
     engineer = post(api, "engineer", "ClearDTC")
     assert engineer.status_code == 403
-    assert engineer.json()["detail"] == "ClearDTC requires the role admin"
+    assert engineer.json()["error"]["message"] == "ClearDTC requires the role admin"
     assert post(api, "viewer").status_code == 403
     assert post(api, "admin", "ClearDTC").status_code == 202
 

@@ -181,7 +181,10 @@ def test_api_and_workers_recover_by_themselves_after_a_redis_outage(tmp_path: Pa
                       "command_params": {"ecuAddress": "0x10"}},
             )  # fmt: skip
             assert down.status_code == 503
-            assert down.json()["detail"] == "Storage temporarily unavailable; try again shortly"
+            assert (
+                down.json()["error"]["message"]
+                == "Storage temporarily unavailable; try again shortly"
+            )
             assert httpx.get(f"{stack.api_url}/health/ready").status_code == 503
             server.start()
             for url in (stack.api_url, stack.realtime_url):
