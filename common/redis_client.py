@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -14,16 +15,25 @@ SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
 
 
-def async_client(url: str, *, max_connections: int = 200) -> redis.asyncio.Redis:
-    """An asyncio client (decoded strings), shared by one process."""
-    return redis.asyncio.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        health_check_interval=30,
-        max_connections=max_connections,
-    )
+def async_client(
+    url: str, *, max_connections: int = 200, pool_timeout_s: float | None = None
+) -> redis.asyncio.Redis:
+    """An asyncio client (decoded strings), shared by one process.
+
+    With ``pool_timeout_s``, a caller finding every pooled connection busy waits up to
+    that long for one instead of failing at once (bursts of many concurrent callers).
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "health_check_interval": 30,
+        "max_connections": max_connections,
+    }
+    if pool_timeout_s is None:
+        return redis.asyncio.Redis.from_url(url, **options)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=pool_timeout_s, **options)
+    return redis.asyncio.Redis.from_pool(pool)  # closing the client closes the pool
 
 
 def sync_client(url: str) -> redis.Redis:

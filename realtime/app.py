@@ -24,12 +24,18 @@ __all__ = ["create_app", "go_away"]
 
 #: Seconds a readiness probe waits for Redis to answer.
 READY_TIMEOUT_S = 1.0
+#: Redis connections for authentication, authorization and log reads (Pub/Sub has its own).
+REDIS_POOL_SIZE = 64
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = async_client(settings.effective_redis_url)
+        # A reconnect storm authenticates thousands of clients at once: wait for a pooled
+        # connection rather than refuse them with 1013.
+        client = async_client(
+            settings.effective_redis_url, max_connections=REDIS_POOL_SIZE, pool_timeout_s=5.0
+        )
         hub = Hub()
         service: RealtimeService
 

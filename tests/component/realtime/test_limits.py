@@ -3,17 +3,20 @@ protocol pings and per-message compression."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
 import time
 
+from websockets.asyncio.client import connect as asyncio_connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from common.settings import Settings
+from common.users import Role
 from tests.component.realtime_support import (
     World,
     close_of,
@@ -153,3 +156,22 @@ def test_per_message_compression_is_off_by_default_and_can_be_enabled(
             extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
             offered = extensions.split(";")[0] if extensions else None
             assert offered == expected
+
+
+def test_a_burst_of_simultaneous_connections_is_admitted_without_refusals(
+    settings: Settings, world: World
+) -> None:
+    """A reconnect storm: more concurrent handshakes than pooled Redis connections."""
+    alice = world.user("alice", Role.ADMIN)
+    command_id = world.command(alice)
+
+    async def burst(count: int) -> list[str]:
+        async def one() -> str:
+            async with asyncio_connect(url, open_timeout=timeout(30)) as ws:
+                return str(json.loads(await ws.recv())["event"])
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+    with realtime_server(with_settings(settings, ws_max_connections_per_user=1000)) as server:
+        url = ws_url(server, command_id, world.token(alice))
+        assert asyncio.run(burst(300)) == ["welcome"] * 300
