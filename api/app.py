@@ -6,14 +6,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
 
-from api.routes import auth, command_types, commands, health, vehicles
+from api.deps import client_info
+from api.metrics import ApiMetrics, HttpMetrics, metrics_endpoint
+from api.middleware import BodySizeLimit, SecurityHeaders
+from api.routes import audit, auth, command_types, commands, health, vehicles
 from api.state import AppState
+from common.audit import AuditAction
 from common.broker import build_broker
+from common.errors import ForbiddenError
 from common.fleet import seed_demo
-from common.http_errors import install_error_handlers
+from common.http_errors import error_response, install_error_handlers
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
 from common.settings import Settings
@@ -49,6 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_exception_handler(ForbiddenError, _audited_forbidden)
+    metrics = ApiMetrics()
+    app.state.metrics = metrics
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -57,13 +66,34 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Location"],
         )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     for router in (
         auth.router,
         vehicles.router,
         commands.router,
         command_types.router,
+        audit.router,
         health.router,
     ):
         app.include_router(router)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
+
+
+async def _audited_forbidden(request: Request, exc: Exception) -> Response:
+    """403s go to the audit trail (who tried what), then to the common error shape."""
+    assert isinstance(exc, ForbiddenError)
+    user = getattr(request.state, "user", None)
+    state = request.app.state.sovd
+    await state.audit.record(
+        AuditAction.ACCESS_DENIED,
+        outcome="denied",
+        user_id=user.user_id if user else None,
+        username=user.username if user else None,
+        details={"method": request.method, "path": request.url.path, "reason": exc.message},
+        **client_info(request),
+    )
+    return error_response(exc.status_code, exc.code, exc.message, exc.details)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,7 +14,17 @@ from common.errors import AuthError, ForbiddenError
 from common.tokens import TokenClaims
 from common.users import User
 
-__all__ = ["Auth", "CurrentUser", "State", "Submitter"]
+__all__ = ["Auth", "CurrentUser", "State", "Submitter", "client_info"]
+
+
+def client_info(request: Request) -> dict[str, Any]:
+    """Who is asking, for the audit trail: address, user agent, request id."""
+    return {
+        "ip": request.client.host if request.client else None,
+        "user_agent": request.headers.get("user-agent"),
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    }
+
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/login")
 
@@ -41,7 +51,8 @@ async def get_auth(
 Auth = Annotated[tuple[User, TokenClaims], Depends(get_auth)]
 
 
-async def get_current_user(auth: Auth) -> User:
+async def get_current_user(auth: Auth, request: Request) -> User:
+    request.state.user = auth[0]  # for the audit of denied requests
     return auth[0]
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from dramatiq.brokers.redis import RedisBroker
 from redis.asyncio import Redis
 
+from common.audit import AsyncAuditLog
 from common.command_store import CommandStore
 from common.eventlog import AsyncEventLog
 from common.keys import Keys
 from common.policy import CommandPolicy, load_policies
+from common.ratelimit import RateLimiter
 from common.settings import Settings
 from common.users import UserStore
 from common.vehicles import VehicleStore
@@ -29,6 +31,9 @@ class AppState:
     commands: CommandStore
     events: AsyncEventLog
     policies: dict[str, CommandPolicy]
+    audit: AsyncAuditLog
+    login_limiter: RateLimiter
+    submit_limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, broker: RedisBroker) -> AppState:
@@ -45,4 +50,17 @@ class AppState:
                 client, keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
             ),
             policies=load_policies(settings),
+            audit=AsyncAuditLog(client, keys, settings),
+            login_limiter=RateLimiter(
+                client,
+                keys.rate_limit("login"),
+                limit=settings.login_rate_per_minute,
+                window_s=60,
+            ),
+            submit_limiter=RateLimiter(
+                client,
+                keys.rate_limit("submit"),
+                limit=settings.submit_rate_per_minute,
+                window_s=60,
+            ),
         )

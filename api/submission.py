@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.schemas import CommandCreate
 from api.state import AppState
+from common.audit import AuditAction
 from common.broker import command_message
 from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus, CommandType
 from common.errors import ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError
@@ -85,8 +86,12 @@ async def submit(
     *,
     request_id: str | None,
     idempotency_key: str | None,
+    who: dict[str, Any],
 ) -> Submission:
     """Create and queue the command, or explain precisely why not (raises ``AppError``)."""
+    await state.submit_limiter.hit(
+        user.user_id, message="Too many commands submitted; try again later"
+    )
     command_type, params = validate(body)
     policy = state.policies[command_type.name]
     if user.role not in policy.roles:
@@ -122,8 +127,16 @@ async def submit(
         request_id=request_id,
         deadline_at=now + timedelta(milliseconds=policy.max_age_ms),
     )
+    audit = {"user_id": user.user_id, "username": user.username, "command_id": command_id,
+             "vehicle_id": vehicle_id, **who}  # fmt: skip
     if vehicle.connection_status != ConnectionStatus.CONNECTED:
         await _record_rejection(state, command, vehicle)
+        await state.audit.record(
+            AuditAction.COMMAND_REJECTED,
+            outcome="failure",
+            details={"command_name": command_type.name, "reason": "vehicle_offline"},
+            **audit,
+        )
         raise _rejection(vehicle, command)
     try:
         await _admit(state, command, command_type, policy)
@@ -132,6 +145,11 @@ async def submit(
             await state.redis.delete(idem_key)  # nothing was created: the key may be reused
         raise
     await _enqueue(state, command, command_type, policy)
+    await state.audit.record(
+        AuditAction.COMMAND_SUBMITTED,
+        details={"command_name": command_type.name, "command_params": params},
+        **audit,
+    )
     return Submission(command)
 
 

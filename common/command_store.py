@@ -36,6 +36,7 @@ end
 if conflict or #active / 2 >= tonumber(ARGV[3]) then return blocking end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[4])
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[2], 'submitted_ts', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
@@ -92,7 +93,7 @@ class CommandStore:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._keys.command(command.command_id),
-                mapping=cast(Mapping[Any, Any], command.to_redis()),
+                mapping=cast(Mapping[Any, Any], {**command.to_redis(), "submitted_ts": score}),
             )
             pipe.zadd(self._keys.commands, {command.command_id: score})
             pipe.zadd(self._keys.commands_by_user(command.user_id), {command.command_id: score})

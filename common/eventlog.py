@@ -27,6 +27,7 @@ from common.keys import Keys, response_channel
 
 __all__ = [
     "APPEND_SCRIPT",
+    "DURATION_BUCKETS_S",
     "REFUSED",
     "UNKNOWN_COMMAND",
     "AsyncEventLog",
@@ -41,11 +42,15 @@ UNKNOWN_COMMAND = -1
 
 _TERMINAL = " ".join(sorted(TERMINAL_STATUSES))
 
+#: Upper bounds (seconds) of the submit-to-terminal duration histogram kept in Redis.
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
 APPEND_SCRIPT = """
 -- KEYS: command hash, responses hash, events stream, deadlines zset
 -- ARGV: channel, maxlen, ttl seconds, kind (response | status | notice),
 --       response number | new status, response JSON, terminal statuses,
 --       allowed current statuses ('' = any non-terminal), vehicle-active key prefix,
+--       stats key, duration histogram key prefix, histogram bounds (space-separated),
 --       number of event bodies N, N bodies (JSON objects without seq),
 --       then field/value pairs to set on the command
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -63,16 +68,33 @@ elseif kind == 'status' then
   if string.find(' ' .. ARGV[7] .. ' ', ' ' .. ARGV[5] .. ' ', 1, true) then
     local command_id = redis.call('HGET', KEYS[1], 'command_id')
     local vehicle_id = redis.call('HGET', KEYS[1], 'vehicle_id')
+    local name = redis.call('HGET', KEYS[1], 'command_name')
     redis.call('HDEL', ARGV[9] .. vehicle_id, command_id)
     redis.call('ZREM', KEYS[4], command_id)
+    redis.call('HINCRBY', ARGV[10], name .. '|' .. ARGV[5], 1)
+    local submitted = tonumber(redis.call('HGET', KEYS[1], 'submitted_ts') or '')
+    if submitted then
+      local now = redis.call('TIME')
+      local took = tonumber(now[1]) + tonumber(now[2]) / 1000000 - submitted
+      local histogram = ARGV[11] .. name
+      redis.call('HINCRBYFLOAT', histogram, 'sum', took)
+      redis.call('HINCRBY', histogram, 'count', 1)
+      for bound in string.gmatch(ARGV[12], '%S+') do
+        if took <= tonumber(bound) then redis.call('HINCRBY', histogram, bound, 1) end
+      end
+    end
   end
 end
-local count = tonumber(ARGV[10])
-for i = 11 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local count = tonumber(ARGV[13])
+for i = 14 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+-- The request that created the command travels in its events (validated id characters).
+local request_id = redis.call('HGET', KEYS[1], 'request_id')
+local correlation = ''
+if request_id then correlation = '"request_id":"' .. request_id .. '",' end
 local seq = 0
-for i = 11, 10 + count do
+for i = 14, 13 + count do
   seq = redis.call('HINCRBY', KEYS[1], 'event_seq', 1)
-  local event = '{"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
+  local event = '{"seq":' .. seq .. ',' .. correlation .. string.sub(ARGV[i], 2)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'event', event)
   redis.call('PUBLISH', ARGV[1], event)
 end
@@ -127,6 +149,9 @@ def _script_call(
         _TERMINAL,
         " ".join(expect),
         keys.vehicle_active(""),
+        keys.stats("commands"),
+        keys.stats("duration:"),
+        " ".join(str(bound) for bound in DURATION_BUCKETS_S),
         str(len(bodies)),
         *bodies,
     ]

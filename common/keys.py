@@ -73,6 +73,19 @@ class Keys:
     def commands_by_vehicle(self, vehicle_id: str) -> str:
         return f"{self.prefix}:commands:vehicle:{vehicle_id}"
 
+    def rate_limit(self, scope: str) -> str:
+        """Prefix of one rate limit's counters (``<prefix>:<subject>:<window>``)."""
+        return f"{self.prefix}:ratelimit:{scope}"
+
+    @property
+    def audit(self) -> str:
+        """The audit trail (a Stream)."""
+        return f"{self.prefix}:audit"
+
+    def stats(self, name: str) -> str:
+        """Command statistics kept for metrics (hashes)."""
+        return f"{self.prefix}:stats:{name}"
+
     # The simulated fleet's vehicle memory
     def sim_dtcs(self, vehicle_id: str, ecu_address: str) -> str:
         """Stored DTCs of one simulated ECU (a hash: code -> JSON)."""

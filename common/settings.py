@@ -52,6 +52,19 @@ class Settings(BaseSettings):
         "realtime port when empty.",
     )
     cors_origins: list[str] = Field(default_factory=list)
+    #: Largest request body the api accepts, in bytes (413 above).
+    max_request_body_bytes: int = Field(default=64 * 1024, gt=0)
+    #: Login attempts per client address and username, per minute.
+    login_rate_per_minute: int = Field(default=10, gt=0)
+    #: Command submissions per user, per minute.
+    submit_rate_per_minute: int = Field(default=120, gt=0)
+
+    # Audit trail
+    audit_max_entries: int = Field(default=100_000, gt=0)
+    audit_retention_days: int = Field(default=90, gt=0)
+
+    # Worker metrics (Dramatiq's Prometheus exporter; port from dramatiq_prom_port)
+    worker_metrics: bool = False
 
     # Logging
     log_level: str = "INFO"

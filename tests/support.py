@@ -253,8 +253,7 @@ def running_stack(
         for url in (stack.api_url, stack.realtime_url):
             wait_for(lambda url=url: _http_ready(url), timeout_s=30, what=f"{url} to be ready")
         wait_for(
-            lambda: logs["worker"].read_text().count("Worker process is ready")
-            >= worker_processes,
+            lambda: logs["worker"].read_text().count("Worker process is ready") >= worker_processes,
             timeout_s=30,
             what="the worker to be ready",
         )

@@ -19,6 +19,7 @@ import structlog
 from dramatiq.common import compute_backoff
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
+from common.audit import AuditAction
 from common.commands import RETRYING, TERMINAL_STATUSES, CommandRecord, CommandStatus
 from common.events import ErrorEvent, Response, ResponseEvent, StatusEvent
 from common.policy import CommandPolicy
@@ -36,6 +37,13 @@ from workers.runtime import Runtime
 __all__ = ["execute_command", "finish"]
 
 log = structlog.get_logger(__name__)
+
+_AUDITED = {
+    CommandStatus.COMPLETED: AuditAction.COMMAND_COMPLETED,
+    CommandStatus.FAILED: AuditAction.COMMAND_FAILED,
+    CommandStatus.TIMEOUT: AuditAction.COMMAND_TIMEOUT,
+    CommandStatus.CANCELLED: AuditAction.COMMAND_CANCELLED,
+}
 
 
 def execute_command(
@@ -77,6 +85,14 @@ def execute_command(
         fields={"started_at": isoformat(now)},
     )
     log.info("command_started", vehicle_id=command.vehicle_id, attempt=attempt)
+    runtime.audit.record(
+        AuditAction.COMMAND_STARTED,
+        user_id=command.user_id,
+        command_id=command_id,
+        vehicle_id=command.vehicle_id,
+        request_id=command.request_id,
+        details={"command_name": command_name, "attempt": attempt},
+    )
     limit_s = policy.time_limit_ms / 1000
     if command.deadline_at is not None:
         limit_s = min(limit_s, (command.deadline_at - now).total_seconds())
@@ -180,7 +196,7 @@ def finish(
         error = ErrorEvent(
             command_id=command_id, error_message=error_message, error_code=error_code
         )
-    runtime.events.append(
+    recorded = runtime.events.append(
         StatusEvent(
             command_id=command_id,
             status=status,
@@ -190,6 +206,19 @@ def finish(
         fields=fields,
         error=error,
     )
+    if recorded > 0 and status in _AUDITED:
+        command = runtime.client.hmget(
+            runtime.keys.command(command_id), ["user_id", "vehicle_id", "request_id"]
+        )
+        runtime.audit.record(
+            _AUDITED[status],
+            outcome="success" if status == CommandStatus.COMPLETED else "failure",
+            user_id=command[0],
+            command_id=command_id,
+            vehicle_id=command[1],
+            request_id=command[2],
+            details={"error_code": error_code} if error_code else {},
+        )
     if status != CommandStatus.COMPLETED:
         log.warning("command_ended", status=status.value, error_code=error_code)
     return status

@@ -62,6 +62,11 @@ def setup() -> None:
     broker = build_broker(settings)
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
+    if settings.worker_metrics:
+        # Dramatiq's exporter: port and data folder from dramatiq_prom_port / dramatiq_prom_db.
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     dramatiq.set_broker(broker)
     worker_runtime = runtime.build_runtime(settings)
     runtime.configure(worker_runtime)

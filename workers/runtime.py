@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis
 
+from common.audit import AuditLog
 from common.eventlog import EventLog
 from common.keys import Keys
 from common.policy import CommandPolicy, load_policies
@@ -25,6 +26,7 @@ class Runtime:
     events: EventLog
     connector: VehicleConnector
     policies: dict[str, CommandPolicy]
+    audit: AuditLog
 
     def close(self) -> None:
         self.client.close()
@@ -49,6 +51,7 @@ def build_runtime(settings: Settings, *, connector: VehicleConnector | None = No
             client, keys, seed=settings.sim_seed, delay_scale=settings.sim_delay_scale
         ),
         policies=load_policies(settings),
+        audit=AuditLog(client, keys, settings),
     )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import structlog
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auth, CurrentUser, State
+from api.deps import Auth, CurrentUser, State, client_info
 from api.schemas import LoginRequest, LogoutRequest, MePublic, RefreshRequest, TokenPair
+from common.audit import AuditAction
 from common.auth import revoke_access_token
 from common.errors import AuthError
 from common.passwords import verify_password
@@ -36,9 +37,15 @@ async def _issue_pair(state: State, user: User) -> TokenPair:
     )
 
 
-@router.post("/login", response_model=TokenPair)
-async def login(body: LoginRequest, state: State) -> TokenPair:
+@router.post(
+    "/login", response_model=TokenPair, responses={429: {"description": "Too many attempts"}}
+)
+async def login(body: LoginRequest, state: State, request: Request) -> TokenPair:
     """Exchange a username and password for an access and a refresh token."""
+    who = client_info(request)
+    await state.login_limiter.hit(
+        f"{who['ip']}:{body.username}", message="Too many login attempts; try again later"
+    )
     user = await state.users.get_by_username(body.username)
     # scrypt takes ~50 ms of CPU: keep it off the event loop.
     valid = await run_in_threadpool(
@@ -46,13 +53,21 @@ async def login(body: LoginRequest, state: State) -> TokenPair:
     )
     if not valid or user is None or not user.active:
         log.info("login_failed")
+        await state.audit.record(
+            AuditAction.LOGIN_FAILED,
+            outcome="failure",
+            username=body.username,
+            user_id=user.user_id if user else None,
+            **who,
+        )
         raise AuthError(_BAD_LOGIN)
     log.info("login_succeeded", user_id=user.user_id)
+    await state.audit.record(AuditAction.LOGIN, user_id=user.user_id, username=user.username, **who)
     return await _issue_pair(state, user)
 
 
 @router.post("/refresh", response_model=TokenPair)
-async def refresh(body: RefreshRequest, state: State) -> TokenPair:
+async def refresh(body: RefreshRequest, state: State, request: Request) -> TokenPair:
     """Rotate a refresh token: the old one stops working, a new pair is returned."""
     claims = decode_token(state.settings, body.refresh_token, "refresh")
     owner = await state.redis.getdel(state.keys.refresh_token(claims.jti))
@@ -61,14 +76,25 @@ async def refresh(body: RefreshRequest, state: State) -> TokenPair:
     user = await state.users.get_by_id(claims.sub)
     if user is None or not user.active:
         raise AuthError("User inactive or unknown")
+    await state.audit.record(
+        AuditAction.TOKEN_REFRESHED,
+        user_id=user.user_id,
+        username=user.username,
+        **client_info(request),
+    )
     return await _issue_pair(state, user)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(auth: Auth, state: State, body: LogoutRequest | None = None) -> None:
+async def logout(
+    auth: Auth, state: State, request: Request, body: LogoutRequest | None = None
+) -> None:
     """Revoke the presented access token and, when given, the refresh token."""
     user, claims = auth
     await revoke_access_token(state.redis, state.keys, claims, now_ts=time.time())
+    await state.audit.record(
+        AuditAction.LOGOUT, user_id=user.user_id, username=user.username, **client_info(request)
+    )
     if body and body.refresh_token:
         try:
             refresh_claims = decode_token(state.settings, body.refresh_token, "refresh")

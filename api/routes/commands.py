@@ -6,14 +6,15 @@ import uuid
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentUser, State, Submitter
+from api.deps import CurrentUser, State, Submitter, client_info
 from api.schemas import CommandCreate, CommandPublic, CommandsPublic, CommandSubmitted
 from api.state import AppState
 from api.submission import submit
 from common.access import can_cancel_command, can_view_command, sees_all_commands
+from common.audit import AuditAction
 from common.commands import CommandRecord, CommandStatus
 from common.errors import ConflictError, ForbiddenError, NotFoundError
 from common.events import Response as ResponseModel
@@ -55,6 +56,7 @@ def _submitted(state: AppState, command: CommandRecord) -> CommandSubmitted:
         403: {"description": "The role may not submit this command type"},
         404: {"description": "Unknown vehicle"},
         409: {"description": "Vehicle offline (command rejected) or busy (blocking command)"},
+        429: {"description": "Too many submissions by this user"},
         503: {"description": "The command could not be queued; it is recorded as failed"},
     },
 )
@@ -62,13 +64,19 @@ async def submit_command(
     body: CommandCreate,
     state: State,
     user: Submitter,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> CommandSubmitted:
     """Validate, record and queue a diagnostic command; its events stream at `websocket_url`."""
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     submission = await submit(
-        state, user, body, request_id=request_id, idempotency_key=idempotency_key
+        state,
+        user,
+        body,
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+        who=client_info(request),
     )
     command = submission.command
     structlog.contextvars.bind_contextvars(command_id=command.command_id)
@@ -87,7 +95,9 @@ async def submit_command(
         409: {"description": "The command already ended"},
     },
 )
-async def cancel_command(command_id: uuid.UUID, state: State, user: CurrentUser) -> JSONResponse:
+async def cancel_command(
+    command_id: uuid.UUID, state: State, user: CurrentUser, request: Request
+) -> JSONResponse:
     """Cancel a command: pending ends now (200); running stops at its next step (202)."""
     command = await _visible_command(state, user, command_id)
     if not can_cancel_command(user.role, user.user_id, command):
@@ -108,6 +118,14 @@ async def cancel_command(command_id: uuid.UUID, state: State, user: CurrentUser)
             raise ConflictError(f"Command already ended ({ended})", status=ended)
         code = status.HTTP_202_ACCEPTED
     log.info("command_cancel", command_id=command.command_id, immediate=code == 200)
+    await state.audit.record(
+        AuditAction.COMMAND_CANCELLED if code == 200 else AuditAction.COMMAND_CANCEL_REQUESTED,
+        user_id=user.user_id,
+        username=user.username,
+        command_id=command.command_id,
+        vehicle_id=command.vehicle_id,
+        **client_info(request),
+    )
     current = await state.commands.get(command.command_id)
     assert current is not None  # commands are never deleted
     body = CommandPublic.model_validate(current.model_dump())

@@ -1,0 +1,139 @@
+"""Prometheus metrics of the api: HTTP traffic, and command outcomes read from Redis.
+
+Command counts by type and terminal status, the submit-to-terminal duration histogram
+and queue depths are kept in Redis by the event script and Dramatiq, so they are exact
+across any number of worker processes; the api reads them at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.state import AppState
+from common.eventlog import DURATION_BUCKETS_S
+
+__all__ = ["ApiMetrics", "HttpMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _CommandCollector(Collector):
+    """Yields the snapshot read from Redis just before the scrape."""
+
+    def __init__(self) -> None:
+        self.snapshot: dict[str, Any] = {}
+
+    def collect(self) -> Iterator[Any]:
+        totals = CounterMetricFamily(
+            "sovd_commands", "Commands that reached a terminal status.", labels=["type", "status"]
+        )
+        for key, value in self.snapshot.get("totals", {}).items():
+            command_type, _, status = key.partition("|")
+            totals.add_metric([command_type, status], float(value))
+        yield totals
+        durations = HistogramMetricFamily(
+            "sovd_command_duration_seconds",
+            "Time from submission to the terminal status.",
+            labels=["type"],
+        )
+        for command_type, fields in self.snapshot.get("durations", {}).items():
+            buckets = [(str(b), float(fields.get(str(b), 0))) for b in DURATION_BUCKETS_S]
+            count = float(fields.get("count", 0))
+            buckets.append(("+Inf", count))
+            durations.add_metric([command_type], buckets, float(fields.get("sum", 0)))
+        yield durations
+        depth = GaugeMetricFamily(
+            "sovd_queue_depth", "Messages waiting in each Dramatiq queue.", labels=["queue"]
+        )
+        for queue, size in self.snapshot.get("queues", {}).items():
+            depth.add_metric([queue], float(size))
+        yield depth
+
+
+class ApiMetrics:
+    """One registry per app (tests build many apps in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sovd_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sovd_http_request_duration_seconds",
+            "HTTP request duration by route template.",
+            ["route", "method"],
+            registry=self.registry,
+        )
+        self.commands = _CommandCollector()
+        self.registry.register(self.commands)
+
+    async def render(self, state: AppState) -> Response:
+        keys = state.keys
+        queues = sorted({policy.queue_name for policy in state.policies.values()})
+        async with state.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.stats("commands"))
+            for name in state.policies:
+                pipe.hgetall(keys.stats(f"duration:{name}"))
+            for queue in queues:
+                pipe.llen(f"{keys.broker_namespace}:{queue}")
+            results = await pipe.execute()
+        totals = cast(dict[str, str], results[0])
+        durations = dict(zip(state.policies, results[1 : 1 + len(state.policies)], strict=True))
+        depth = dict(zip(queues, results[1 + len(state.policies) :], strict=True))
+        self.commands.snapshot = {"totals": totals, "durations": durations, "queues": depth}
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class HttpMetrics:
+    """Pure ASGI middleware counting requests by route template (not raw path)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = _route_template(scope)
+            method = scope["method"]
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (routing records it in the scope), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus exposition."""
+    state: AppState = request.app.state.sovd
+    metrics: ApiMetrics = request.app.state.metrics
+    return await metrics.render(state)

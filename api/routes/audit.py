@@ -1,0 +1,58 @@
+"""The audit trail, for admins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from api.deps import CurrentUser, State
+from common.audit import AuditAction, AuditEntry, AuditQuery
+from common.errors import ForbiddenError
+from common.users import Role, User
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    limit: int
+    offset: int
+    total: int
+
+
+async def get_admin(user: CurrentUser) -> User:
+    if user.role != Role.ADMIN:
+        raise ForbiddenError("The audit trail is for admins")
+    return user
+
+
+@router.get("", response_model=AuditPage, responses={403: {"description": "Not an admin"}})
+async def list_audit_entries(
+    state: State,
+    _admin: Annotated[User, Depends(get_admin)],
+    user_id: str | None = Query(default=None, max_length=64),
+    vehicle_id: str | None = Query(default=None, max_length=64),
+    command_id: str | None = Query(default=None, max_length=64),
+    action: AuditAction | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> AuditPage:
+    """Audit entries newest first, filtered by user, vehicle, command, action and time."""
+    entries, total = await state.audit.query(
+        AuditQuery(
+            user_id=user_id,
+            vehicle_id=vehicle_id,
+            command_id=command_id,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    return AuditPage(entries=entries, limit=limit, offset=offset, total=total)

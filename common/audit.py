@@ -1,0 +1,163 @@
+"""The audit trail: an append-only Redis Stream of who did what to which vehicle.
+
+Entries are never changed; the stream is trimmed to about ``SOVD_AUDIT_MAX_ENTRIES``
+(approximate: Redis trims whole nodes) and to exactly ``SOVD_AUDIT_RETENTION_DAYS``.
+Entry ids carry the writer's clock, so an entry's time and the retention agree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+from pydantic import BaseModel, Field
+
+from common.keys import Keys
+from common.settings import Settings
+
+__all__ = ["AsyncAuditLog", "AuditAction", "AuditEntry", "AuditLog", "AuditQuery"]
+
+
+class AuditAction(StrEnum):
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    TOKEN_REFRESHED = "token_refreshed"  # noqa: S105 - an action name, not a secret
+    ACCESS_DENIED = "access_denied"
+    SUBSCRIPTION_REFUSED = "subscription_refused"
+    COMMAND_SUBMITTED = "command_submitted"
+    COMMAND_REJECTED = "command_rejected"
+    COMMAND_CANCEL_REQUESTED = "command_cancel_requested"
+    COMMAND_STARTED = "command_started"
+    COMMAND_COMPLETED = "command_completed"
+    COMMAND_FAILED = "command_failed"
+    COMMAND_TIMEOUT = "command_timeout"
+    COMMAND_CANCELLED = "command_cancelled"
+
+
+class AuditEntry(BaseModel):
+    id: str = Field(description="Stream entry id; entries sort by it.")
+    at: datetime
+    action: AuditAction
+    outcome: str = Field(description="`success`, `failure` or `denied`.")
+    user_id: str | None = None
+    username: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    command_id: str | None = None
+    vehicle_id: str | None = None
+    request_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditQuery(BaseModel):
+    user_id: str | None = None
+    vehicle_id: str | None = None
+    command_id: str | None = None
+    action: AuditAction | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def _fields(action: AuditAction, outcome: str, values: dict[str, Any]) -> dict[str, str]:
+    entry = {"action": action.value, "outcome": outcome}
+    for name, value in values.items():
+        if value is None:
+            continue
+        entry[name] = json.dumps(value) if name == "details" else str(value)[:512]
+    return entry
+
+
+def _trim_minid(retention_days: int) -> str:
+    return str(int((time.time() - retention_days * 86400) * 1000))
+
+
+def _entry(entry_id: str, fields: dict[str, str]) -> AuditEntry:
+    data: dict[str, Any] = dict(fields)
+    data["details"] = json.loads(fields.get("details", "{}"))
+    data["at"] = datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, tz=UTC)
+    return AuditEntry(id=entry_id, **data)
+
+
+#: Append with an id from the writer's clock (never behind the newest entry), then trim
+#: by count (approximate) and by age (exact).
+_RECORD_SCRIPT = """
+local now = tonumber(ARGV[1])
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if newest then
+  local newest_ms = tonumber(string.match(newest[1], '^(%d+)'))
+  if newest_ms > now then now = newest_ms end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], now .. '-*', unpack(ARGV, 4))
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
+return id
+"""
+
+
+def _record_args(
+    settings: Settings, action: AuditAction, outcome: str, values: dict[str, Any]
+) -> list[str]:
+    now_ms = int(time.time() * 1000)
+    args = [
+        str(now_ms),
+        str(settings.audit_max_entries),
+        _trim_minid(settings.audit_retention_days),
+    ]
+    for name, value in _fields(action, outcome, values).items():
+        args += [name, value]
+    return args
+
+
+class AuditLog:
+    """Writer for worker threads."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self._key = keys.audit
+        self._settings = settings
+        self._record = client.register_script(_RECORD_SCRIPT)
+
+    def record(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> None:
+        self._record(keys=[self._key], args=_record_args(self._settings, action, outcome, values))
+
+
+class AsyncAuditLog:
+    """Writer and reader for the api (and realtime)."""
+
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys, settings: Settings) -> None:
+        self._client = client
+        self._key = keys.audit
+        self._settings = settings
+        self._record = client.register_script(_RECORD_SCRIPT)
+
+    async def record(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> None:
+        args = _record_args(self._settings, action, outcome, values)
+        await self._record(keys=[self._key], args=args)
+
+    async def query(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
+        """Newest first, filtered; returns ``(page, total matching)``."""
+        newest = (
+            f"{int(query.until.timestamp() * 1000)}-18446744073709551615" if query.until else "+"
+        )
+        oldest = f"{int(query.since.timestamp() * 1000)}-0" if query.since else "-"
+        raw = cast(
+            list[tuple[str, dict[str, str]]],
+            await self._client.xrevrange(self._key, max=newest, min=oldest),
+        )
+        matching = []
+        for entry_id, fields in raw:
+            entry = _entry(entry_id, fields)
+            if (
+                (query.user_id is None or entry.user_id == query.user_id)
+                and (query.vehicle_id is None or entry.vehicle_id == query.vehicle_id)
+                and (query.command_id is None or entry.command_id == query.command_id)
+                and (query.action is None or entry.action == query.action)
+            ):
+                matching.append(entry)
+        return matching[query.offset : query.offset + query.limit], len(matching)
