@@ -157,11 +157,13 @@ async def list_commands(
     )
 
 
-@router.get("/{command_id}", response_model=CommandPublic)
-async def read_command(command_id: uuid.UUID, state: State, user: CurrentUser) -> CommandPublic:
-    """One command."""
+@router.get("/{command_id}", response_model=CommandSubmitted)
+async def read_command(
+    command_id: uuid.UUID, state: State, user: CurrentUser
+) -> CommandSubmitted:
+    """One command, with the `websocket_url` of its event stream."""
     command = await _visible_command(state, user, command_id)
-    return CommandPublic.model_validate(command.model_dump())
+    return _submitted(state, command)
 
 
 @router.get("/{command_id}/responses", response_model=list[ResponseModel])

@@ -1,0 +1,1 @@
+"""``sovd``: the command-line client of the diagnostics service."""
