@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
 
 from api.deps import client_info
 from api.metrics import ApiMetrics, HttpMetrics, metrics_endpoint
 from api.middleware import BodySizeLimit, SecurityHeaders
+from api.openapi import install_openapi
 from api.routes import audit, auth, command_types, commands, health, vehicles
 from api.state import AppState
 from common.audit import AuditAction
@@ -80,6 +83,11 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    install_openapi(app)
+    # The web console, mounted last so that every route above takes precedence over it.
+    app.mount(
+        "/", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="console"
+    )
     return app
 
 
