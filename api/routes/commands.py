@@ -158,9 +158,7 @@ async def list_commands(
 
 
 @router.get("/{command_id}", response_model=CommandSubmitted)
-async def read_command(
-    command_id: uuid.UUID, state: State, user: CurrentUser
-) -> CommandSubmitted:
+async def read_command(command_id: uuid.UUID, state: State, user: CurrentUser) -> CommandSubmitted:
     """One command, with the `websocket_url` of its event stream."""
     command = await _visible_command(state, user, command_id)
     return _submitted(state, command)

@@ -1,0 +1,93 @@
+// One vehicle: its facts and ECUs, the command form, and its recent commands.
+
+import { connectionBadge, errorBox, facts, h, messageBox, relativeAge, replace, time } from "../dom.js";
+import { api } from "../http.js";
+import { commandsTable } from "../render/commands.js";
+import { commandForm } from "./command-form.js";
+import { rememberSubmission } from "./command.js";
+
+const RECENT_LIMIT = 5;
+
+export async function vehicleView(root, { params, user, navigate }) {
+  const [vehicleId] = params;
+  const [vehicle, catalog] = await Promise.all([
+    api(`/api/v1/vehicles/${vehicleId}`).then((r) => r.data),
+    api("/api/v1/command-types").then((r) => r.data),
+  ]);
+  const ecus = vehicle.metadata?.ecus ?? [];
+  const details = h(
+    "section",
+    { class: "panel", "aria-labelledby": "vehicle-facts-title" },
+    h("h2", { id: "vehicle-facts-title" }, "Vehicle"),
+    facts([
+      ["Connection", connectionBadge(vehicle.connection_status)],
+      ["Last seen", h("span", {}, time(vehicle.last_seen_at), ` (${relativeAge(vehicle.last_seen_at)})`)],
+      ["Make and model", `${vehicle.make} ${vehicle.model} (${vehicle.year})`],
+      ["Powertrain", vehicle.metadata?.powertrain ?? "—"],
+      ["Vehicle id", h("span", { class: "mono" }, vehicle.vehicle_id)],
+    ]),
+    h("h3", {}, "ECUs"),
+    ecus.length
+      ? h(
+          "ul",
+          { class: "ecus" },
+          ecus.map((ecu) => h("li", {}, h("code", {}, ecu.address), ` ${ecu.name}`)),
+        )
+      : h("p", { class: "muted" }, "No ECU listed."),
+  );
+
+  const formPanel = h("section", { class: "panel" });
+  if (user.role === "viewer") {
+    replace(
+      formPanel,
+      h("h2", {}, "Send a command"),
+      messageBox("info", "Viewers can follow vehicles and commands but cannot send commands."),
+    );
+  } else {
+    if (vehicle.connection_status !== "connected") {
+      formPanel.append(
+        messageBox("warning", h("strong", {}, "Offline: "), "this vehicle is not connected; the service will reject commands for it."),
+      );
+    }
+    formPanel.append(
+      commandForm({
+        vehicle,
+        catalog,
+        user,
+        onSubmitted: (command) => {
+          rememberSubmission(command);
+          navigate(`/commands/${command.command_id}`);
+        },
+      }),
+    );
+  }
+
+  const recent = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  replace(
+    root,
+    h("p", { class: "breadcrumb" }, h("a", { href: "#/vehicles" }, "Vehicles"), " / ", vehicle.vin),
+    h("h1", { class: "mono" }, vehicle.vin),
+    h("p", { class: "lead" }, `${vehicle.make} ${vehicle.model}, ${vehicle.year}`),
+    h("div", { class: "columns" }, formPanel, details),
+    h(
+      "section",
+      { class: "panel", "aria-labelledby": "recent-title" },
+      h("h2", { id: "recent-title" }, "Recent commands"),
+      recent,
+      h("p", {}, h("a", { href: `#/commands?vehicle_id=${vehicle.vehicle_id}` }, "All commands for this vehicle")),
+    ),
+  );
+  try {
+    const { data } = await api("/api/v1/commands", {
+      query: { vehicle_id: vehicle.vehicle_id, limit: RECENT_LIMIT },
+    });
+    replace(
+      recent,
+      data.commands.length
+        ? commandsTable(data.commands, new Map([[vehicle.vehicle_id, vehicle.vin]]), { caption: "Recent commands" })
+        : h("p", { class: "muted" }, "No command yet."),
+    );
+  } catch (error) {
+    replace(recent, errorBox(error));
+  }
+}
