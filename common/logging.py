@@ -34,13 +34,22 @@ def redact(text: str) -> str:
     return text
 
 
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
 def _redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
     for key, value in event_dict.items():
-        if isinstance(value, str):
-            event_dict[key] = redact(value)
+        event_dict[key] = _redact_value(value)
     return event_dict
 
 

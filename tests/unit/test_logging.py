@@ -103,3 +103,16 @@ def test_a_structlog_line_masks_tokens_in_every_field(capsys: pytest.CaptureFixt
     assert record["header"] == "Bearer [REDACTED]"
     assert record["url"] == "/ws?token=[REDACTED]"
     assert record["process"] == "api"
+
+
+def test_tokens_nested_in_structured_fields_are_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from common.logging import _redact_processor
+
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    event = {"event": "x", "request": {"headers": {"authorization": f"Bearer {token}"}},
+             "urls": [f"/ws?token={token}"]}  # fmt: skip
+    cleaned = _redact_processor(None, "info", event)
+    assert token not in str(cleaned)
+    assert cleaned["urls"] == ["/ws?token=[REDACTED]"]
