@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
+from common.http_errors import install_error_handlers
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
 from common.settings import Settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="SOVD realtime relay", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

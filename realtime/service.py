@@ -34,7 +34,7 @@ from realtime.limits import ConnectionCounter
 from realtime.metrics import LiveValues, RealtimeMetrics
 from realtime.outbox import Outbox
 from realtime.recovery import Recovery, decide_recovery
-from realtime.relay import Relay
+from realtime.relay import Relay, RelayUnavailable
 
 __all__ = [
     "CannotRecover",
@@ -207,6 +207,48 @@ class RealtimeService:
                 raise PositionAhead(command_id)
             raise CannotRecover(command_id, last_seq)
 
+    async def follow(self, connection: Connection, command_id: str, since: int) -> None:
+        """``subscribe``, with every failure turned into an error event or a close request."""
+        try:
+            await self.subscribe(connection, command_id, since)
+            log.info("subscribed", command_id=command_id, since=since)
+        except RelayUnavailable:
+            connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+        except CannotRecover as exc:
+            await self.lost(connection, command_id, exc.last_seq)
+        except PositionAhead:
+            if command_id == connection.primary_command_id:
+                connection.request_close(
+                    CloseCode.POLICY_VIOLATION, "since is beyond the command's last event"
+                )
+            else:
+                connection.push(
+                    protocol_error(
+                        "invalid_message", "since is beyond the command's last event", command_id
+                    )
+                )
+        except RedisError:
+            connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+        except Exception:
+            log.exception("subscribe_failed", command_id=command_id)
+            connection.request_close(CloseCode.INTERNAL_ERROR, "Internal error")
+
+    async def check_position(self, command_id: str, since: int) -> None:
+        """Raise ``CannotRecover`` or ``PositionAhead`` now if ``since`` cannot be resumed
+        (a transport that must answer before it streams); ``subscribe`` checks again."""
+        last_seq = await self._last_seq(command_id)
+        first = await self._read_log(command_id, since, count=1)
+        first_available = first[0][0] if first else None
+        verdict = decide_recovery(since=since, last_seq=last_seq, first_available=first_available)
+        if verdict is Recovery.AHEAD:
+            raise PositionAhead(command_id)
+        if verdict is Recovery.LOST:
+            raise CannotRecover(command_id, last_seq)
+
+    async def _last_seq(self, command_id: str) -> int:
+        raw = await self.client.hget(self.keys.command(command_id), "event_seq")
+        return int(cast(str, raw)) if raw else 0
+
     async def resync(self, subscription: Subscription) -> None:
         """Re-read the log after the subscription's position (after a gap or an outage)."""
         connection = self.connections.get(subscription.connection_id)
@@ -241,9 +283,7 @@ class RealtimeService:
         """
         command_id = subscription.command_id
         connection = self.connections.get(subscription.connection_id)
-        # event_seq first, the log second: see realtime.recovery.
-        raw = await self.client.hget(self.keys.command(command_id), "event_seq")
-        last_seq = int(cast(str, raw)) if raw else 0
+        last_seq = await self._last_seq(command_id)  # first, the log second: see recovery.py
         since = subscription.last_seq
         while connection is not None and _following(connection, subscription):
             subscription.truncated = False
@@ -267,12 +307,14 @@ class RealtimeService:
                 await self._paced(subscription, connection, pending, live=True)
         return Recovery.OK, last_seq
 
-    async def _read_log(self, command_id: str, since: int) -> list[tuple[int, str]]:
-        """Up to ``REPLAY_PAGE`` logged events with ``seq > since``, in order."""
+    async def _read_log(
+        self, command_id: str, since: int, *, count: int = REPLAY_PAGE
+    ) -> list[tuple[int, str]]:
+        """Up to ``count`` logged events with ``seq > since``, in order."""
         raw = cast(
             list[tuple[str, dict[str, str]]],
             await self.client.xrange(
-                self.keys.command_events(command_id), min=f"{since + 1}-0", count=REPLAY_PAGE
+                self.keys.command_events(command_id), min=f"{since + 1}-0", count=count
             ),
         )
         return [(int(entry_id.split("-", 1)[0]), fields["event"]) for entry_id, fields in raw]

@@ -23,8 +23,8 @@ from starlette.types import Receive, Scope, Send
 
 from common.errors import AuthError
 from common.events import CloseEvent
+from common.http_errors import error_response
 from realtime.connection import Connection, close_when_token_expires
-from realtime.relay import RelayUnavailable
 from realtime.service import CannotRecover, PositionAhead, RealtimeService, TooManyConnections
 from realtime.websocket import valid_command_id
 
@@ -43,9 +43,12 @@ def sse_message(data: str) -> str:
     return f"{prefix}data: {data}\n\n"
 
 
-def _problem(status: int, detail: str, **extra: object) -> JSONResponse:
+def _problem(
+    status: int, code: str, message: str, details: dict[str, object] | None = None
+) -> JSONResponse:
+    """The error shape of every HTTP route (common.http_errors)."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+    return error_response(status, code, message, details, headers)
 
 
 class _EventStream(StreamingResponse):
@@ -74,45 +77,60 @@ async def open_event_stream(
     """Authenticate, authorize, subscribe, then stream; or answer 401/404/410/429/503."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return _problem(401, "Not authenticated")
+        return _problem(401, "unauthorized", "Not authenticated")
     if service.closing:
-        return _problem(503, "Server shutting down: reconnect")
+        return _problem(503, "unavailable", "Server shutting down: reconnect")
     try:
         user, claims = await service.authenticate(token.strip())
         visible = valid_command_id(command_id) and await service.can_view(user, command_id)
     except AuthError as exc:
-        return _problem(401, exc.message)
+        return _problem(401, "unauthorized", exc.message)
     except RedisError:
-        return _problem(503, "Event stream unavailable")
+        return _problem(503, "unavailable", "Event stream unavailable")
     if not visible:
-        return _problem(404, "Command not found")
+        return _problem(404, "not_found", "Command not found")
     try:
         connection = service.open_connection(user, claims, transport="sse", command_id=command_id)
     except TooManyConnections:
-        return _problem(429, "Too many connections for this user")
+        return _problem(429, "too_many_connections", "Too many connections for this user")
     try:
-        await service.subscribe(connection, command_id, since)
+        await service.check_position(command_id, since)
     except BaseException as exc:
         await service.close_connection(connection)
         if isinstance(exc, CannotRecover):
-            return _problem(410, "Cannot recover: fetch state over REST", last_seq=exc.last_seq)
+            return _problem(
+                410,
+                "cannot_recover",
+                "Cannot recover: fetch state over REST",
+                {"last_seq": exc.last_seq},
+            )
         if isinstance(exc, PositionAhead):
-            return _problem(400, "since is beyond the command's last event")
-        if isinstance(exc, RelayUnavailable | RedisError):
-            return _problem(503, "Event stream unavailable")
+            return _problem(400, "bad_request", "since is beyond the command's last event")
+        if isinstance(exc, RedisError):
+            return _problem(503, "unavailable", "Event stream unavailable")
         raise
-    log.info("sse_subscribed", command_id=command_id, since=since, user_id=user.user_id)
+    structlog.contextvars.bind_contextvars(
+        user_id=user.user_id, command_id=command_id, connection_id=connection.connection_id
+    )
 
     async def closed() -> None:
         await service.close_connection(connection)
 
-    return _EventStream(_stream(service, connection), closed)
+    return _EventStream(_stream(service, connection, since), closed)
 
 
-async def _stream(service: RealtimeService, connection: Connection) -> AsyncIterator[str]:
+async def _stream(
+    service: RealtimeService, connection: Connection, since: int
+) -> AsyncIterator[str]:
     keepalive_s = service.settings.ws_ping_interval_s
     lag = service.metrics.send_lag
-    expiry = asyncio.create_task(close_when_token_expires(connection), name="sse-expiry")
+    # Subscribing runs beside the stream: a long replay waits for the client to read.
+    tasks = [
+        asyncio.create_task(close_when_token_expires(connection), name="sse-expiry"),
+        asyncio.create_task(
+            service.follow(connection, connection.primary_command_id, since), name="sse-subscribe"
+        ),
+    ]
     try:
         yield f"retry: {RETRY_MS}\n\n"
         while True:
@@ -131,6 +149,8 @@ async def _stream(service: RealtimeService, connection: Connection) -> AsyncIter
         yield sse_message(CloseEvent(code=code, reason=connection.close_reason).model_dump_json())
         log.info("sse_closed", code=int(code))
     finally:
-        expiry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await expiry
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

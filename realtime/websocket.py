@@ -24,14 +24,7 @@ from common.events import ClientMessage, SubscribedEvent, UnsubscribedEvent
 from realtime.close_codes import CloseCode
 from realtime.connection import Connection, close_when_token_expires
 from realtime.limits import TokenBucket
-from realtime.relay import RelayUnavailable
-from realtime.service import (
-    CannotRecover,
-    PositionAhead,
-    RealtimeService,
-    TooManyConnections,
-    protocol_error,
-)
+from realtime.service import RealtimeService, TooManyConnections, protocol_error
 
 __all__ = ["BEARER_PREFIX", "SUBPROTOCOL", "credentials", "serve_websocket", "valid_command_id"]
 
@@ -146,9 +139,11 @@ async def _run(
         asyncio.create_task(close_when_token_expires(connection), name="ws-expiry"),
         asyncio.create_task(connection.close_requested.wait(), name="ws-closer"),
     }
+    # Subscribing runs beside the writer: a long replay waits for the client to read.
+    subscriber = asyncio.create_task(
+        service.follow(connection, connection.primary_command_id, since), name="ws-subscribe"
+    )
     try:
-        await _subscribe(service, connection, connection.primary_command_id, since)
-        log.info("ws_subscribed", since=since)
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if connection.close_requested.is_set():
             await _close(websocket, service, connection, writer)
@@ -158,36 +153,8 @@ async def _run(
             if failure is not None and not isinstance(failure, WebSocketDisconnect | RuntimeError):
                 log.error("ws_task_failed", task=task.get_name(), error=repr(failure))
     finally:
-        for task in tasks:
+        for task in (*tasks, subscriber):
             task.cancel()
-
-
-async def _subscribe(
-    service: RealtimeService, connection: Connection, command_id: str, since: int
-) -> None:
-    """Subscribe; every failure becomes an error event or a close request, never a raise."""
-    try:
-        await service.subscribe(connection, command_id, since)
-    except RelayUnavailable:
-        connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
-    except CannotRecover as exc:
-        await service.lost(connection, command_id, exc.last_seq)
-    except PositionAhead:
-        if command_id == connection.primary_command_id:
-            connection.request_close(
-                CloseCode.POLICY_VIOLATION, "since is beyond the command's last event"
-            )
-        else:
-            connection.push(
-                protocol_error(
-                    "invalid_message", "since is beyond the command's last event", command_id
-                )
-            )
-    except RedisError:
-        connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
-    except Exception:
-        log.exception("ws_subscribe_failed")
-        connection.request_close(CloseCode.INTERNAL_ERROR, "Internal error")
 
 
 async def _close(
@@ -286,4 +253,4 @@ async def _act(service: RealtimeService, connection: Connection, message: Client
         return
     # Acknowledge first so the client sees "subscribed" before the replayed events.
     connection.push(SubscribedEvent(command_id=command_id, since=message.since).model_dump_json())
-    await _subscribe(service, connection, command_id, message.since)
+    await service.follow(connection, command_id, message.since)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import httpx2 as httpx
 import redis
 from websockets.sync.client import connect
 
@@ -24,7 +25,7 @@ from tests.component.realtime_support import (
     with_settings,
     ws_url,
 )
-from tests.support import wait_for
+from tests.support import timeout, wait_for
 
 MAX_EVENTS = 20
 MAX_BYTES = 32 * 1024
@@ -84,3 +85,57 @@ def test_a_client_that_stops_reading_is_closed_with_4008_and_resumes_without_los
         wait_for(lambda: not service.connections, what="every connection to close")
         assert 0 < service.peak_queued_events <= MAX_EVENTS
         assert 0 < service.peak_queued_bytes <= MAX_BYTES
+
+
+def test_a_backlog_larger_than_the_queue_is_replayed_in_full_over_sse(
+    settings: Settings, world: World, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    limited = with_settings(settings, ws_queue_max_events=MAX_EVENTS, ws_queue_max_bytes=MAX_BYTES)
+    events = EventLog(sync_redis, keys, maxlen=100_000, ttl_s=60)
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+    for n in range(1, 300):
+        events.append(response_event(command_id, n, padding=PADDING))
+    with (
+        realtime_server(limited) as server,
+        httpx.stream(
+            "GET",
+            f"{server.http_base}/api/v1/commands/{command_id}/events",
+            headers={"Authorization": f"Bearer {world.token(alice)}"},
+            timeout=timeout(10),
+        ) as response,
+    ):
+        ids = []
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                ids.append(int(line[4:]))
+                if len(ids) == 300:
+                    break
+        assert ids == list(range(1, 301))
+    assert _slow_closes(service_of(server)) == 0
+
+
+def test_a_client_that_vanishes_during_a_long_replay_is_cleaned_up(
+    settings: Settings, world: World, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    limited = with_settings(settings, ws_queue_max_events=4, ws_queue_max_bytes=MAX_BYTES)
+    events = EventLog(sync_redis, keys, maxlen=100_000, ttl_s=60)
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+    for n in range(1, 2000):
+        events.append(response_event(command_id, n, padding=PADDING))
+    with realtime_server(limited) as server:
+        service = service_of(server)
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with connect(ws_url(server, command_id, world.token(alice)), sock=sock, max_queue=1):
+            # The replay is under way and waiting for this client, who reads nothing.
+            wait_for(
+                lambda: service.hub.stats.replayed >= 4 and len(service.connections) == 1,
+                what="the replay to start",
+            )
+            sock.shutdown(socket.SHUT_RDWR)  # gone without a close frame
+        wait_for(lambda: not service.connections, what="the connection to be forgotten")
+        wait_for(lambda: len(service.hub) == 0, what="its subscription to be dropped")

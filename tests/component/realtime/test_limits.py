@@ -93,12 +93,12 @@ def test_a_few_bad_messages_get_errors_but_a_flood_closes_with_4029(
     settings: Settings, world: World
 ) -> None:
     alice = world.user("alice")
-    limited = with_settings(settings, ws_client_rate_per_s=1.0, ws_client_burst=10)
+    limited = with_settings(settings, ws_client_rate_per_s=1.0, ws_client_burst=12)
     with (
         realtime_server(limited) as server,
         follow(server, world.command(alice), world.token(alice)) as ws,
     ):
-        for bad in ("nope", "{}", json.dumps({"action": "dance"})):
+        for bad in ("nope", "{}", json.dumps({"action": "dance"}), b"\x00binary"):
             ws.send(bad)
             assert receive(ws, 1)[0]["error_code"] == "invalid_message"
         ws.send(json.dumps({"action": "ping"}))

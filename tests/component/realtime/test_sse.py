@@ -29,6 +29,12 @@ def _url(server: ServerThread, command_id: str) -> str:
     return f"{server.http_base}/api/v1/commands/{command_id}/events"
 
 
+def _error(response: httpx.Response) -> tuple[str, str]:
+    """The error code and message of an HTTP error answer."""
+    error = response.json()["error"]
+    return error["code"], error["message"]
+
+
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -107,9 +113,9 @@ def test_a_stream_needs_a_valid_bearer_token(server: ServerThread, world: World)
     missing = httpx.get(url, timeout=timeout(5))
     invalid = httpx.get(url, headers=_bearer("not.a.jwt"), timeout=timeout(5))
 
-    assert (missing.status_code, missing.json()) == (401, {"detail": "Not authenticated"})
+    assert (missing.status_code, _error(missing)) == (401, ("unauthorized", "Not authenticated"))
     assert missing.headers["www-authenticate"] == "Bearer"
-    assert (invalid.status_code, invalid.json()) == (401, {"detail": "Invalid token"})
+    assert (invalid.status_code, _error(invalid)) == (401, ("unauthorized", "Invalid token"))
 
 
 def test_a_command_the_user_may_not_see_answers_404_like_an_unknown_one(
@@ -121,7 +127,7 @@ def test_a_command_the_user_may_not_see_answers_404_like_an_unknown_one(
 
     for target in (command_id, "not-a-uuid", "8c4a8f30-53a7-4a0b-9a8e-6f3c0d5e4b21"):
         answer = httpx.get(_url(server, target), headers=_bearer(bob_token), timeout=timeout(5))
-        assert (answer.status_code, answer.json()) == (404, {"detail": "Command not found"})
+        assert (answer.status_code, _error(answer)) == (404, ("not_found", "Command not found"))
     with _stream(server, command_id, viewer_token) as response:
         assert response.status_code == 200
 
@@ -149,11 +155,12 @@ def test_a_position_the_log_no_longer_holds_answers_410_with_the_last_seq(
         timeout=timeout(5),
     )
 
-    assert (answer.status_code, answer.json()) == (
+    assert (answer.status_code, _error(answer)) == (
         410,
-        {"detail": "Cannot recover: fetch state over REST", "last_seq": 3},
+        ("cannot_recover", "Cannot recover: fetch state over REST"),
     )
-    assert bad.status_code == 422
+    assert answer.json()["error"]["details"] == {"last_seq": 3}
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "validation_error")
 
 
 def test_a_stream_ends_with_a_close_event_when_the_token_expires(
@@ -185,7 +192,7 @@ def test_sse_and_websocket_share_the_per_user_connection_limit(
         second = httpx.get(
             _url(server, command_id), headers=_bearer(world.token(alice)), timeout=timeout(5)
         )
-        assert (second.status_code, second.json()) == (
+        assert (second.status_code, _error(second)) == (
             429,
-            {"detail": "Too many connections for this user"},
+            ("too_many_connections", "Too many connections for this user"),
         )
