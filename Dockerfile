@@ -21,6 +21,7 @@ COPY api ./api
 COPY common ./common
 COPY realtime ./realtime
 COPY workers ./workers
+COPY cli ./cli
 RUN pip install .
 
 FROM ${PYTHON_IMAGE}
