@@ -331,7 +331,7 @@ def test_the_image_copies_every_package_pyproject_installs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
 
-    assert packages == ["api", "common", "realtime", "workers"]
+    assert packages == ["api", "cli", "common", "realtime", "workers"]
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, package
         assert f"!{package}/" in dockerignore, package
