@@ -123,8 +123,17 @@ async function route() {
   }
 }
 
-/** Load the signed-in user, then show the requested page. */
-async function start() {
+let starting = null;
+
+/** Load the signed-in user, then show the requested page (one load at a time). */
+function start() {
+  starting ??= boot().finally(() => {
+    starting = null;
+  });
+  return starting;
+}
+
+async function boot() {
   if (!session.current()) {
     user = null;
     route();
@@ -132,6 +141,7 @@ async function start() {
   }
   try {
     user = (await api("/api/v1/auth/me")).data;
+    setNotice("");
   } catch (error) {
     user = null;
     if (!(error instanceof session.SessionExpired) && !(error instanceof ApiError)) {

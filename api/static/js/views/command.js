@@ -209,14 +209,18 @@ export async function commandView(root, { params, user, isCurrent }) {
   );
   render();
 
-  if (TERMINAL.has(record.status)) {
+  // A command just submitted from this page is followed from its first event even when it
+  // ended before the page loaded: its event log replays the whole run.
+  const justSubmitted = submitted.get(commandId);
+  submitted.delete(commandId);
+  if (TERMINAL.has(record.status) && !justSubmitted) {
     timeline.fromRecord(record, responsesResult.data);
     indicator.set("ended");
     return undefined;
   }
   timeline.submitted(record);
   const stream = new CommandStream({
-    url: commandStreamUrl(commandId, submitted.get(commandId) ?? record.websocket_url),
+    url: commandStreamUrl(commandId, record.websocket_url ?? justSubmitted),
     commandId,
     onEvent,
     onState: (state, detail) => indicator.set(state, detail),
