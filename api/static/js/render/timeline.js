@@ -8,7 +8,7 @@ function entry({ key, seq, kind, status, at, text, iconName }) {
   return h(
     "li",
     {
-      class: `tl-entry tl-${kind}${status ? ` status-${status}` : ""}`,
+      class: `tl-entry tl-${kind}`,
       dataset: { key, seq: seq ?? "", kind, status: status ?? "" },
     },
     h("span", { class: "tl-icon" }, icon(iconName)),

@@ -52,7 +52,8 @@ function field(name, property, required, vehicle) {
   const examples = schema.examples ?? (schema.example ? [schema.example] : []);
   const hints = [];
   if (schema.description) hints.push(plain(schema.description));
-  if (examples.length) hints.push(`Example: ${examples.join(", ")}.`);
+  const described = examples.length && plain(schema.description).includes(examples[0]);
+  if (examples.length && !described) hints.push(`Example: ${examples.join(", ")}.`);
   if (schema.pattern) hints.push(h("span", {}, "Format: ", h("code", {}, schema.pattern)));
   const input = h("input", {
     id,
