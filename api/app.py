@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
-from fastapi.staticfiles import StaticFiles
 
+from api.console import install_console
 from api.deps import client_info
 from api.metrics import ApiMetrics, HttpMetrics, metrics_endpoint
 from api.middleware import BodySizeLimit, SecurityHeaders
@@ -83,11 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    install_console(app)
     install_openapi(app)
-    # The web console, mounted last so that every route above takes precedence over it.
-    app.mount(
-        "/", StaticFiles(directory=Path(__file__).parent / "static", html=True), name="console"
-    )
     return app
 
 

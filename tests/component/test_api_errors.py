@@ -11,8 +11,15 @@ def test_an_unknown_route_and_a_wrong_method_use_the_error_shape(api: TestClient
     missing = api.get("/api/v1/nothing-here", headers={"X-Request-ID": "trace-1"})
     assert missing.status_code == 404
     assert missing.json() == {
-        "error": {"code": "not_found", "message": "Not Found", "request_id": "trace-1"}
+        "error": {
+            "code": "not_found",
+            "message": "Not Found",
+            "request_id": "trace-1",
+        }
     }
+    posted = api.post("/api/v1/nope")
+    assert posted.status_code == 404
+    assert posted.json()["error"]["code"] == "not_found"
     wrong = api.delete("/api/v1/vehicles")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
