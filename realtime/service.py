@@ -16,6 +16,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from common.access import can_view_command
+from common.audit import AsyncAuditLog, AuditAction
 from common.auth import authenticate_access_token
 from common.command_store import CommandStore
 from common.errors import AuthError
@@ -96,6 +97,7 @@ class RealtimeService:
             client, self.keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
         )
         self.commands = CommandStore(client, self.keys)
+        self.audit = AsyncAuditLog(client, self.keys, settings)
         self.connections: dict[str, Connection] = {}
         self.per_user = ConnectionCounter(settings.ws_max_connections_per_user)
         self.closing = False
@@ -110,12 +112,28 @@ class RealtimeService:
 
     async def authenticate(self, token: str) -> tuple[User, TokenClaims]:
         """The active user behind ``token``; raises ``AuthError`` (or a Redis error)."""
-        return await authenticate_access_token(self.settings, self.client, self.keys, token)
+        try:
+            return await authenticate_access_token(self.settings, self.client, self.keys, token)
+        except AuthError as exc:
+            await self.audit.record(
+                AuditAction.SUBSCRIPTION_REFUSED, outcome="denied", details={"reason": exc.message}
+            )
+            raise
 
     async def can_view(self, user: User, command_id: str) -> bool:
-        """The command exists and ``user`` may see it."""
+        """The command exists and ``user`` may see it (a refusal goes to the audit trail)."""
         command = await self.commands.get(command_id)
-        return command is not None and can_view_command(user.role, user.user_id, command)
+        visible = command is not None and can_view_command(user.role, user.user_id, command)
+        if not visible:
+            await self.audit.record(
+                AuditAction.SUBSCRIPTION_REFUSED,
+                outcome="denied",
+                user_id=user.user_id,
+                username=user.username,
+                command_id=command_id[:64],
+                details={"reason": "command not found or not visible"},
+            )
+        return visible
 
     def open_connection(
         self, user: User, claims: TokenClaims, *, transport: Transport, command_id: str

@@ -87,6 +87,24 @@ def test_another_engineers_command_closes_with_4404(server: ServerThread, world:
         assert close_of(ws) == (4404, "Command not found")
 
 
+def test_refused_subscriptions_are_audited(
+    server: ServerThread, world: World, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    command_id = world.command(world.user("alice"))
+    bob = world.user("bob")
+    with open_ws(server, command_id, world.token(bob)) as ws:
+        close_of(ws)
+    with open_ws(server, command_id, "not.a.jwt") as ws:
+        close_of(ws)
+    entries = [fields for _, fields in sync_redis.xrange(keys.audit)]
+    refused = [e for e in entries if e["action"] == "subscription_refused"]
+    assert [(e.get("username"), e.get("command_id"), e["outcome"]) for e in refused] == [
+        ("bob", command_id, "denied"),
+        (None, None, "denied"),
+    ]
+    assert json.loads(refused[1]["details"]) == {"reason": "Invalid token"}
+
+
 def test_an_unknown_or_malformed_command_id_closes_with_4404(
     server: ServerThread, world: World
 ) -> None:
