@@ -132,7 +132,12 @@ def _row(config: str, mode: str, metric: str, values: list[float]) -> str:
 def measure(server: RedisServer, config: str, args: argparse.Namespace) -> list[str]:
     rows = []
     # One client drives every command over one socket: lift its message rate limit.
-    env = {"SOVD_SIM_DELAY_SCALE": "0", "SOVD_WS_CLIENT_RATE_PER_S": "100000", **CONFIGS[config]}
+    env = {
+        "SOVD_SIM_DELAY_SCALE": "0",
+        "SOVD_WS_CLIENT_RATE_PER_S": "100000",
+        "SOVD_SUBMIT_RATE_PER_MINUTE": "1000000",
+        **CONFIGS[config],
+    }
     with tempfile.TemporaryDirectory() as logs, running_stack(
         server.url, Path(logs), jwt_secret=SECRET, env=env
     ) as stack:  # fmt: skip

@@ -109,7 +109,11 @@ def run_service(
     server: RedisServer, processes: int, commands: int, concurrency: int, *, drain: bool
 ) -> str:
     """Through the API with the workers running, or (``drain``) submit first, then work."""
-    env = {"SOVD_SIM_DELAY_SCALE": "0", "SOVD_POLICIES": UNLIMITED}
+    env = {
+        "SOVD_SIM_DELAY_SCALE": "0",
+        "SOVD_POLICIES": UNLIMITED,
+        "SOVD_SUBMIT_RATE_PER_MINUTE": "1000000",
+    }
     with tempfile.TemporaryDirectory() as logs, running_stack(
         server.url, Path(logs), jwt_secret=SECRET, env=env, worker_processes=processes
     ) as stack:  # fmt: skip
