@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await broker.aclose_async()
             broker.close()
             await client.aclose()
 

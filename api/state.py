@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dramatiq.brokers.redis import RedisBroker
 from redis.asyncio import Redis
 
 from common.audit import AsyncAuditLog
+from common.broker import WakingRedisBroker
 from common.command_store import CommandStore
 from common.eventlog import AsyncEventLog
 from common.keys import Keys
@@ -24,7 +24,7 @@ __all__ = ["AppState"]
 class AppState:
     settings: Settings
     redis: Redis
-    broker: RedisBroker
+    broker: WakingRedisBroker
     keys: Keys
     users: UserStore
     vehicles: VehicleStore
@@ -36,7 +36,7 @@ class AppState:
     submit_limiter: RateLimiter
 
     @classmethod
-    def build(cls, settings: Settings, client: Redis, broker: RedisBroker) -> AppState:
+    def build(cls, settings: Settings, client: Redis, broker: WakingRedisBroker) -> AppState:
         keys = Keys(settings.key_prefix)
         return cls(
             settings=settings,

@@ -12,7 +12,6 @@ from typing import Any
 import structlog
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from api.schemas import CommandCreate
 from api.state import AppState
@@ -218,7 +217,7 @@ async def _enqueue(
         command_type, policy, command.command_id, request_id=command.request_id
     )
     try:
-        await run_in_threadpool(state.broker.enqueue, message)
+        await state.broker.enqueue_async(message)
     except Exception as exc:
         log.error("command_enqueue_failed", error=str(exc))
         await _mark_enqueue_failed(state, command.command_id)
