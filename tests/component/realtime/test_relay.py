@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
-import pytest
 import redis
 from freezegun import freeze_time
 
@@ -24,29 +22,11 @@ from tests.component.realtime_support import (
     follow,
     open_ws,
     publish_run,
-    realtime_server,
     receive,
     service_of,
     subscribers,
 )
 from tests.support import ServerThread, wait_for
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[ServerThread]:
-    with realtime_server(settings) as thread:
-        yield thread
-
-
-@pytest.fixture
-def events(sync_redis: redis.Redis, keys: Keys, settings: Settings) -> EventLog:
-    return EventLog(sync_redis, keys, maxlen=settings.event_log_maxlen, ttl_s=60)
-
-
-@pytest.fixture
-def world(settings: Settings) -> World:
-    return World(settings)
-
 
 # -- authentication and authorization ----------------------------------------------------
 
