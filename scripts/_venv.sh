@@ -8,5 +8,5 @@ ensure_venv() {
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
     local groups=()
     for group in "$@"; do groups+=(--group "$group"); done
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[local]" "${groups[@]}"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[local]" ${groups[@]+"${groups[@]}"}
 }
