@@ -71,9 +71,13 @@ export async function api(path, { method = "GET", body, query, headers = {} } = 
 }
 
 /** The URL of a command's event stream, with the access token and resume position. */
-export function streamUrl(base, token, since) {
+export function streamUrl(base, since) {
   const url = new URL(base, window.location.href);
-  url.searchParams.set("token", token);
   url.searchParams.set("since", String(since));
   return url.toString();
+}
+
+/** The token travels in Sec-WebSocket-Protocol, never in the URL (docs/protocol.md). */
+export function streamProtocols(token) {
+  return ["sovd.v1", `bearer.${token}`];
 }

@@ -2,7 +2,7 @@
 // with since=<last seq> after a drop, never deliver an event twice, honour close codes.
 
 import { TERMINAL } from "./dom.js";
-import { streamUrl } from "./http.js";
+import { streamProtocols, streamUrl } from "./http.js";
 import * as session from "./session.js";
 
 const REALTIME_KEY = "sovd.realtime";
@@ -116,7 +116,7 @@ export class CommandStream {
       return;
     }
     if (this.#ended) return;
-    const socket = new WebSocket(streamUrl(this.#url, token, this.lastSeq));
+    const socket = new WebSocket(streamUrl(this.#url, this.lastSeq), streamProtocols(token));
     this.#socket = socket;
     socket.addEventListener("open", () => {
       if (this.#socket === socket) this.#onState(State.LIVE, { since: this.lastSeq });
