@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -40,7 +38,7 @@ from dramatiq.brokers.redis import RedisBroker
 from common.fleet import demo_fleet
 from common.keys import Keys
 from common.vehicles import ConnectionStatus
-from tests.support import ROOT, RedisServer, Stack, running_stack, wait_for
+from tests.support import ROOT, RedisServer, Stack, running_stack, wait_for, worker_argv
 
 SECRET = "bench-secret-that-is-long-enough-0123456789abcdef"  # noqa: S105 - private bench stack
 TERMINAL = {"completed", "failed", "timeout", "cancelled", "rejected"}
@@ -81,22 +79,15 @@ async def _submit_all(stack: Stack, commands: int, concurrency: int) -> list[str
 
 
 def _start_workers(stack: Stack, processes: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SOVD_REDIS_URL": stack.settings.effective_redis_url,
-        "SOVD_KEY_PREFIX": stack.settings.key_prefix,
-        "SOVD_JWT_SECRET": SECRET,
-        "SOVD_SIM_DELAY_SCALE": "0",
-        "SOVD_POLICIES": UNLIMITED,
-        "SOVD_LOG_FORMAT": "json",
-        "dramatiq_worker_timeout": "1000",
-    }
+    env = {**stack.env, "dramatiq_worker_timeout": "1000"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "workers.main:setup", "--skip-logging",
-             "--processes", str(processes), "--threads", "4"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            worker_argv(processes=processes, threads=4),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_for(
         lambda: log.read_text().count("Worker process is ready") >= processes,
         timeout_s=60,

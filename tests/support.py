@@ -183,10 +183,19 @@ class Stack:
     ws_url: str
     realtime_url: str
     logs: dict[str, Path]
+    #: The environment the processes were started with (start more workers with it).
+    env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def log_lines(self) -> dict[str, list[str]]:
         return {name: path.read_text().splitlines() for name, path in self.logs.items()}
+
+
+def worker_argv(*, processes: int, threads: int) -> list[str]:
+    """The dramatiq command line of a worker, as the Procfile runs it."""
+    return [sys.executable, "-m", "dramatiq", "workers.main:setup", "--skip-logging",
+            "--processes", str(processes), "--threads", str(threads),
+            "--worker-shutdown-timeout", "4000"]  # fmt: skip
 
 
 def _http_ready(url: str) -> bool:
@@ -235,15 +244,14 @@ def running_stack(
         ws_url=f"ws://127.0.0.1:{realtime_port}",
         realtime_url=f"http://127.0.0.1:{realtime_port}",
         logs=logs,
+        env=full_env,
     )
     py = sys.executable
     commands = {
         "api": [py, "-m", "api"],
-        "worker": [py, "-m", "dramatiq", "workers.main:setup", "--skip-logging",
-                   "--processes", str(worker_processes), "--threads", str(worker_threads),
-                   "--worker-shutdown-timeout", "4000"],
+        "worker": worker_argv(processes=worker_processes, threads=worker_threads),
         "realtime": [py, "-m", "realtime"],
-    }  # fmt: skip
+    }
     try:
         for name, argv in commands.items():
             with logs[name].open("wb") as out:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,15 @@ from common.fleet import demo_fleet
 from common.keys import Keys
 from common.vehicles import ConnectionStatus
 from tests.conftest import TEST_JWT_SECRET
-from tests.support import ROOT, RedisServer, Stack, running_stack, timeout, wait_for
+from tests.support import (
+    ROOT,
+    RedisServer,
+    Stack,
+    running_stack,
+    timeout,
+    wait_for,
+    worker_argv,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -37,22 +44,11 @@ class Worker:
     """A dramatiq worker process in its own session, so the whole tree can be killed."""
 
     def __init__(self, stack: Stack, log: Path) -> None:
-        env = {
-            **os.environ,
-            **FAST_RECOVERY,
-            "SOVD_REDIS_URL": stack.settings.effective_redis_url,
-            "SOVD_KEY_PREFIX": stack.settings.key_prefix,
-            "SOVD_JWT_SECRET": TEST_JWT_SECRET,
-            "SOVD_LOG_FORMAT": "json",
-            "SOVD_SIM_DELAY_SCALE": "0",
-            "dramatiq_worker_timeout": "100",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = {**stack.env, "SOVD_SIM_DELAY_SCALE": "0"}
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dramatiq", "workers.main:setup", "--skip-logging",
-                 "--processes", "1", "--threads", "2", "--worker-shutdown-timeout", "4000"],
+                worker_argv(processes=1, threads=2),
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         wait_for(
