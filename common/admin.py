@@ -40,6 +40,15 @@ async def _seed(settings: Settings) -> list[str]:
         await client.aclose()
 
 
+async def _set_active(settings: Settings, username: str, active: bool) -> bool:
+    client = async_client(settings.effective_redis_url)
+    try:
+        users = UserStore(client, Keys(settings.key_prefix))
+        return await users.set_active(username, active) is not None
+    finally:
+        await client.aclose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sovd-admin", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    for verb in ("deactivate-user", "activate-user"):
+        toggle = sub.add_parser(
+            verb, help=f"{verb.split('-')[0]} a user (a deactivation closes its open streams)"
+        )
+        toggle.add_argument("username")
     sub.add_parser("seed-demo", help="create the demo users and fleet if missing")
     sub.add_parser("demo-logins", help="print the demo logins (no server needed)")
     args = parser.parse_args(argv)
@@ -74,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: user {args.username!r} exists (use --replace)", file=sys.stderr)
             return 1
         print(f"created {args.username} ({args.role}) user_id={user_id}")
+        return 0
+
+    if args.command in ("deactivate-user", "activate-user"):
+        active = args.command == "activate-user"
+        if not asyncio.run(_set_active(settings, args.username, active)):
+            print(f"error: no user {args.username!r}", file=sys.stderr)
+            return 1
+        print(f"{args.username} {'activated' if active else 'deactivated'}")
         return 0
 
     if settings.env != "dev":

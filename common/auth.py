@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio
 
+from common.auth_events import AuthEvent
 from common.errors import AuthError
 from common.keys import Keys
 from common.settings import Settings
@@ -31,4 +32,8 @@ async def revoke_access_token(
 ) -> None:
     """Refuse ``claims.jti`` until the token would have expired anyway."""
     remaining = max(1, int(claims.expires_at.timestamp() - now_ts) + 1)
-    await client.set(keys.revoked_access_token(claims.jti), "1", ex=remaining)
+    event = AuthEvent(kind="token_revoked", user_id=claims.sub, jti=claims.jti)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.set(keys.revoked_access_token(claims.jti), "1", ex=remaining)
+        pipe.publish(keys.auth_events, event.model_dump_json(exclude_none=True))
+        await pipe.execute()

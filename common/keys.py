@@ -31,6 +31,11 @@ class Keys:
     def revoked_access_token(self, jti: str) -> str:
         return f"{self.prefix}:revoked:{jti}"
 
+    @property
+    def auth_events(self) -> str:
+        """Pub/Sub channel of revocations and deactivations (``common.auth_events``)."""
+        return f"{self.prefix}:auth-events"
+
     # Vehicles
     def vehicle(self, vehicle_id: str) -> str:
         return f"{self.prefix}:vehicle:{vehicle_id}"

@@ -10,6 +10,7 @@ from typing import Any, cast
 import redis.asyncio
 from pydantic import BaseModel, ConfigDict
 
+from common.auth_events import AuthEvent
 from common.keys import Keys
 from common.passwords import hash_password
 
@@ -92,5 +93,16 @@ class UserStore:
             await pipe.execute()
         return user
 
-    async def set_active(self, username: str, active: bool) -> None:
-        await self._client.hset(self._keys.user(username), "active", "1" if active else "0")
+    async def set_active(self, username: str, active: bool) -> User | None:
+        """Enable or disable a user; a deactivation is pushed to every process
+        (``common.auth_events``). Returns the user, or None when unknown."""
+        user = await self.get_by_username(username)
+        if user is None:
+            return None
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._keys.user(username), "active", "1" if active else "0")
+            if not active:
+                event = AuthEvent(kind="user_deactivated", user_id=user.user_id)
+                pipe.publish(self._keys.auth_events, event.model_dump_json(exclude_none=True))
+            await pipe.execute()
+        return user.model_copy(update={"active": active})
