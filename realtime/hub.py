@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from realtime.channels import Hold
+
 __all__ = ["Hub", "HubStats", "Subscription"]
 
 #: Sends one event's JSON text to the client; returns False when the client cannot keep up.
@@ -38,6 +40,8 @@ class Subscription:
     #: The live buffer overflowed since the caller last cleared this: re-read the log.
     truncated: bool = False
     overflowed: bool = False
+    #: Its claim on the command's Redis channel, once the relay confirmed it.
+    hold: Hold | None = None
 
     def _offer(self, seq: int, data: str) -> int:
         """Deliver if new; return 1 when delivered, 0 when it was a duplicate."""

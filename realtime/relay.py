@@ -1,11 +1,18 @@
 """The process's one Redis Pub/Sub connection: subscribe on demand, reconnect, resync.
 
-Channels are subscribed when the first local client of a command arrives and
-unsubscribed when the last one leaves (reference counts). ``acquire`` returns only
-once Redis has confirmed the subscription, so a log read that follows it cannot
-miss an event. After a dropped connection the relay reconnects with back-off,
-resubscribes every active channel and has every subscription re-read the log
-after its last position, so events published during the outage still arrive.
+Which channels Redis must hold is decided by ``realtime.channels.ChannelBook`` (pure,
+and where its invariant is stated); this module only moves commands and answers.
+``acquire`` returns a ``Hold`` once Redis has confirmed the subscription, so a log
+read that follows it cannot miss an event; ``release`` is synchronous, so a client
+that leaves, or an acquire that is cancelled at its one await, gives its hold back
+in the same step. One sender task sends what the book asks for, in order.
+
+After a dropped connection the relay reconnects with back-off, resubscribes every
+held channel and has every subscription re-read the log after its last position,
+so events published during the outage still arrive.
+
+The relay also follows ``Keys.auth_events`` (revocations and deactivations) and
+hands each event to ``on_auth_event``.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from common.auth_events import AuthEvent
 from common.events import EventEnvelope
 from common.keys import response_channel
+from realtime.channels import ChannelBook, Hold
 from realtime.hub import Hub, Subscription
 
 __all__ = ["Relay", "RelayUnavailable"]
@@ -40,6 +49,7 @@ DEAD_AFTER_S = 15.0
 MAX_BACKOFF_S = 5.0
 
 Resync = Callable[[Subscription], Awaitable[None]]
+OnAuthEvent = Callable[[AuthEvent], None]
 
 
 class RelayUnavailable(Exception):
@@ -47,7 +57,16 @@ class RelayUnavailable(Exception):
 
 
 class Relay:
-    def __init__(self, url: str, hub: Hub, resync: Resync, *, confirm_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        hub: Hub,
+        resync: Resync,
+        *,
+        auth_channel: str | None = None,
+        on_auth_event: OnAuthEvent | None = None,
+        confirm_timeout_s: float = 5.0,
+    ):
         self._client = redis.asyncio.Redis.from_url(
             url,
             decode_responses=True,
@@ -59,9 +78,11 @@ class Relay:
         self._resync = resync
         self._confirm_timeout_s = confirm_timeout_s
         self._control = f"realtime-control:{uuid.uuid4().hex}"
-        self._counts: dict[str, int] = {}
-        self._confirmed: dict[str, asyncio.Future[None]] = {}
-        self._unconfirmed: dict[str, int] = {}
+        self._auth_channel = auth_channel
+        self._on_auth_event = on_auth_event
+        self._book = ChannelBook()
+        self._waiters: dict[Hold, asyncio.Future[None]] = {}
+        self._send_wanted = asyncio.Event()
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -76,7 +97,11 @@ class Relay:
         return self._connected.is_set()
 
     def channel_count(self) -> int:
-        return len(self._counts)
+        """Channels the relay still has business with (0 once every client has left)."""
+        return len(self._book)
+
+    def waiter_count(self) -> int:
+        return len(self._waiters)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="relay")
@@ -97,44 +122,35 @@ class Relay:
 
     # -- subscriptions -------------------------------------------------------------------
 
-    async def acquire(self, command_id: str) -> None:
-        """Hold the command's channel; return once Redis has confirmed the subscription."""
-        channel = response_channel(command_id)
-        self._counts[channel] = self._counts.get(channel, 0) + 1
-        if self._counts[channel] == 1:
-            self._confirmed[channel] = asyncio.get_running_loop().create_future()
-            await self._send_subscribe(channel)
+    async def acquire(self, command_id: str) -> Hold:
+        """Hold the command's channel; return once Redis has confirmed the subscription.
+
+        Raises ``RelayUnavailable`` after ``confirm_timeout_s``. On any exit but a
+        return (timeout, cancellation) the hold is already given back.
+        """
+        hold, ready = self._book.acquire(response_channel(command_id))
+        if ready:
+            return hold
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[hold] = future
+        self._send_wanted.set()
         try:
-            await asyncio.wait_for(
-                asyncio.shield(self._confirmed[channel]), self._confirm_timeout_s
-            )
-        except TimeoutError:
-            await self.release(command_id)
-            raise RelayUnavailable("Redis did not confirm the subscription in time") from None
+            await asyncio.wait_for(future, self._confirm_timeout_s)
+        except BaseException as exc:
+            self.release(hold)
+            if isinstance(exc, TimeoutError):
+                raise RelayUnavailable("Redis did not confirm the subscription in time") from None
+            raise
+        return hold
 
-    async def release(self, command_id: str) -> None:
-        """Drop one hold on the channel; the last one unsubscribes."""
-        channel = response_channel(command_id)
-        count = self._counts.get(channel, 0) - 1
-        if count > 0:
-            self._counts[channel] = count
-            return
-        self._counts.pop(channel, None)
-        future = self._confirmed.pop(channel, None)
-        if future and not future.done():
+    def release(self, hold: Hold) -> None:
+        """Give a hold back (idempotent); the last one unsubscribes the channel."""
+        self._book.release(hold)
+        future = self._waiters.pop(hold, None)
+        if future is not None and not future.done():
             future.cancel()
-        pubsub = self._pubsub
-        if pubsub is not None:
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                await pubsub.unsubscribe(channel)
-
-    async def _send_subscribe(self, channel: str) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
-            return  # the reconnect loop subscribes every held channel
-        self._unconfirmed[channel] = self._unconfirmed.get(channel, 0) + 1
-        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-            await pubsub.subscribe(channel)
+        if self._book.has_sends():
+            self._send_wanted.set()
 
     # -- the connection loop -------------------------------------------------------------
 
@@ -142,15 +158,18 @@ class Relay:
         backoff = 0.05
         first = True
         while True:
+            sender: asyncio.Task[None] | None = None
             try:
-                await self._connect(resync=not first)
+                pubsub = await self._connect(resync=not first)
                 first = False
                 backoff = 0.05
                 self.retry_delay_s = 0.0
-                await self._read_loop()
+                sender = asyncio.create_task(self._send_loop(pubsub), name="relay-sender")
+                await self._read_loop(pubsub, sender)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 was_connected = self._connected.is_set()
                 self._connected.clear()
+                self._book.disconnected()
                 await self._close_pubsub()
                 if was_connected:
                     self.reconnects += 1
@@ -158,30 +177,44 @@ class Relay:
                 self.retry_delay_s = backoff
                 await asyncio.sleep(backoff)  # back-off before reconnecting
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+            finally:
+                if sender is not None:
+                    sender.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await sender
 
-    async def _connect(self, *, resync: bool) -> None:
+    async def _connect(self, *, resync: bool) -> PubSub:
         pubsub = self._client.pubsub()
-        await pubsub.subscribe(self._control)
+        fixed = [self._control] + ([self._auth_channel] if self._auth_channel else [])
+        await pubsub.subscribe(*fixed)
         self._pubsub = pubsub
-        self._unconfirmed.clear()
-        for channel in list(self._counts):
-            future = self._confirmed.get(channel)
-            if future is None or future.done():
-                self._confirmed[channel] = asyncio.get_running_loop().create_future()
-            self._unconfirmed[channel] = self._unconfirmed.get(channel, 0) + 1
-            await pubsub.subscribe(channel)
-        self._resync_pending = set(self._counts) if resync else set()
+        held = self._book.reconnected()
+        self._resync_pending = set(held) if resync else set()
+        self._send_wanted.set()
         self._connected.set()
         if resync:
-            log.info("relay_reconnected", channels=len(self._counts))
+            log.info("relay_reconnected", channels=len(held))
+        return pubsub
 
-    async def _read_loop(self) -> None:
-        pubsub = self._pubsub
-        assert pubsub is not None  # set by _connect
+    async def _send_loop(self, pubsub: PubSub) -> None:
+        """Send what the book asks for, in order; a failed send fails the connection."""
+        while True:
+            await self._send_wanted.wait()
+            self._send_wanted.clear()
+            sends = self._book.take_sends()
+            if sends.subscribe:
+                await pubsub.subscribe(*sends.subscribe)
+            if sends.unsubscribe:
+                await pubsub.unsubscribe(*sends.unsubscribe)
+
+    async def _read_loop(self, pubsub: PubSub, sender: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
         last_seen = loop.time()
         pinged = False
         while True:
+            if sender.done():
+                sender.result()  # raises the send's connection error
+                raise RedisConnectionError("the Pub/Sub sender stopped")
             message = await pubsub.get_message(timeout=1.0)
             now = loop.time()
             if message is None:
@@ -197,19 +230,33 @@ class Relay:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         channel = message.get("channel")
-        if kind == "message" and isinstance(channel, str):
-            self._dispatch(channel, message["data"])
-        elif kind == "subscribe" and isinstance(channel, str) and channel in self._counts:
-            remaining = self._unconfirmed.get(channel, 1) - 1
-            self._unconfirmed[channel] = max(remaining, 0)
-            future = self._confirmed.get(channel)
-            if remaining <= 0 and future is not None and not future.done():
-                future.set_result(None)
-                if channel in self._resync_pending:
-                    self._resync_pending.discard(channel)
-                    for sub in self._hub.subscriptions(channel[len(_CHANNEL_PREFIX) :]):
-                        self._hub.begin_replay(sub)
-                        self._spawn(self._resync(sub))
+        if not isinstance(channel, str):
+            return
+        if kind == "message":
+            if channel == self._auth_channel:
+                self._auth_event(message["data"])
+            else:
+                self._dispatch(channel, message["data"])
+        elif kind in ("subscribe", "unsubscribe"):
+            answer = self._book.answered(channel, kind)
+            for hold in answer.woken:
+                future = self._waiters.pop(hold, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            if answer.confirmed and channel in self._resync_pending:
+                self._resync_pending.discard(channel)
+                for sub in self._hub.subscriptions(channel[len(_CHANNEL_PREFIX) :]):
+                    self._hub.begin_replay(sub)
+                    self._spawn(self._resync(sub))
+
+    def _auth_event(self, data: str) -> None:
+        try:
+            event = AuthEvent.model_validate_json(data)
+        except ValidationError:
+            log.warning("relay_bad_auth_event")
+            return
+        if self._on_auth_event is not None:
+            self._on_auth_event(event)
 
     def _dispatch(self, channel: str, data: str) -> None:
         if not channel.startswith(_CHANNEL_PREFIX):

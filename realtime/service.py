@@ -162,7 +162,7 @@ class RealtimeService:
         )
         return connection
 
-    async def close_connection(self, connection: Connection) -> None:
+    def close_connection(self, connection: Connection) -> None:
         """Forget the connection: unsubscribe everything, release its place."""
         if self.connections.pop(connection.connection_id, None) is None:
             return
@@ -171,7 +171,7 @@ class RealtimeService:
         self.peak_queued_bytes = max(self.peak_queued_bytes, connection.outbox.peak_bytes)
         if not self.connections:
             self._empty.set()
-        await self.unsubscribe_all(connection)
+        self.unsubscribe_all(connection)
 
     def record_close(self, code: int) -> None:
         self.metrics.closes.labels(str(code)).inc()
@@ -208,21 +208,19 @@ class RealtimeService:
         )
         self.hub.add(subscription)
         connection.subscriptions[command_id] = subscription
+        verdict, last_seq, kept = Recovery.OK, 0, False
         try:
-            await self.relay.acquire(command_id)
-        except BaseException:
-            self.hub.remove(subscription)
-            connection.subscriptions.pop(command_id, None)
-            raise
-        try:
+            subscription.hold = await self.relay.acquire(command_id)
             verdict, last_seq = await self._replay(subscription)
-        except BaseException:
-            await self.unsubscribe(connection, command_id)
-            raise
+            kept = verdict is Recovery.OK and _following(connection, subscription)
+        finally:
+            # Whatever ended it (a refusal, a failure, a cancellation, the client leaving
+            # while it waited), a subscription that is not kept gives its hold back now.
+            if not kept:
+                self._drop(connection, subscription)
+        if verdict is Recovery.AHEAD:
+            raise PositionAhead(command_id)
         if verdict is not Recovery.OK:
-            await self.unsubscribe(connection, command_id)
-            if verdict is Recovery.AHEAD:
-                raise PositionAhead(command_id)
             raise CannotRecover(command_id, last_seq)
 
     async def follow(self, connection: Connection, command_id: str, since: int) -> None:
@@ -290,7 +288,7 @@ class RealtimeService:
                 CloseCode.CANNOT_RECOVER, "Cannot recover: fetch state over REST", drain=True
             )
         else:
-            await self.unsubscribe(connection, command_id)
+            self.unsubscribe(connection, command_id)
 
     async def _replay(self, subscription: Subscription) -> tuple[Recovery, int]:
         """Bring the subscription up to date from the log, then switch it to live events.
@@ -354,17 +352,27 @@ class RealtimeService:
             self.hub.replay(subscription, entries[index : index + 1], live=live)
             index += 1
 
-    async def unsubscribe(self, connection: Connection, command_id: str) -> bool:
-        subscription = connection.subscriptions.pop(command_id, None)
+    def unsubscribe(self, connection: Connection, command_id: str) -> bool:
+        """Forget one subscription and give its channel hold back (never waits, so it is
+        safe in cleanup code of a cancelled task)."""
+        subscription = connection.subscriptions.get(command_id)
         if subscription is None:
             return False
-        self.hub.remove(subscription)
-        await self.relay.release(command_id)
+        self._drop(connection, subscription)
         return True
 
-    async def unsubscribe_all(self, connection: Connection) -> None:
+    def _drop(self, connection: Connection, subscription: Subscription) -> None:
+        """Forget ``subscription`` everywhere and give its hold back (idempotent)."""
+        if connection.subscriptions.get(subscription.command_id) is subscription:
+            del connection.subscriptions[subscription.command_id]
+        self.hub.remove(subscription)
+        hold, subscription.hold = subscription.hold, None
+        if hold is not None:
+            self.relay.release(hold)
+
+    def unsubscribe_all(self, connection: Connection) -> None:
         for command_id in list(connection.subscriptions):
-            await self.unsubscribe(connection, command_id)
+            self.unsubscribe(connection, command_id)
 
     # -- shutdown and metrics -------------------------------------------------------------
 

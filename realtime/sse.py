@@ -96,7 +96,7 @@ async def open_event_stream(
     try:
         await service.check_position(command_id, since)
     except BaseException as exc:
-        await service.close_connection(connection)
+        service.close_connection(connection)
         if isinstance(exc, CannotRecover):
             return _problem(
                 410,
@@ -114,7 +114,7 @@ async def open_event_stream(
     )
 
     async def closed() -> None:
-        await service.close_connection(connection)
+        service.close_connection(connection)
 
     return _EventStream(_stream(service, connection, since), closed)
 

@@ -125,7 +125,7 @@ async def serve_websocket(websocket: WebSocket, command_id: str, service: Realti
     try:
         await _run(websocket, service, connection, since)
     finally:
-        await service.close_connection(connection)
+        service.close_connection(connection)
         log.info("ws_closed", code=int(connection.close_code))
 
 
@@ -167,7 +167,7 @@ async def _close(
     if connection.drain and not writer.done():
         await asyncio.wait({writer}, timeout=service.settings.ws_shutdown_drain_s)
     writer.cancel()
-    await service.unsubscribe_all(connection)
+    service.unsubscribe_all(connection)
     service.record_close(connection.close_code)
     if websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
@@ -228,7 +228,7 @@ async def _act(service: RealtimeService, connection: Connection, message: Client
         connection.push(protocol_error("invalid_message", f"{message.action} needs command_id"))
         return
     if message.action == "unsubscribe":
-        await service.unsubscribe(connection, command_id)
+        service.unsubscribe(connection, command_id)
         connection.push(UnsubscribedEvent(command_id=command_id).model_dump_json())
         return
     limit = service.settings.ws_max_subscriptions
