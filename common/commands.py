@@ -143,6 +143,8 @@ class CommandRecord(BaseModel):
     command_params: dict[str, Any]
     status: CommandStatus
     error_message: str | None = None
+    #: Why it failed, as a stable name (with ``error_message``), e.g. ``not_responding``.
+    error_code: str | None = None
     submitted_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from common.commands import CommandStatus
 
 __all__ = [
+    "MAX_POSITION",
     "ClientMessage",
     "CloseEvent",
     "ErrorEvent",
@@ -23,12 +24,17 @@ __all__ = [
     "ProtocolErrorEvent",
     "Response",
     "ResponseEvent",
+    "SnapshotEvent",
     "StatusEvent",
     "SubscribedEvent",
     "TokenRefreshedEvent",
     "UnsubscribedEvent",
     "WelcomeEvent",
 ]
+
+
+#: The largest position (``seq``) a client may name: Redis stream ids are 64-bit.
+MAX_POSITION = 2**63 - 1
 
 
 class _Model(BaseModel):
@@ -48,6 +54,9 @@ class Response(_Model):
 class _EventBase(_Model):
     command_id: str
     seq: int = Field(default=0, ge=0, description="Position in the command's event log.")
+    #: True on events rebuilt from the stored command after its log expired (see
+    #: ``SnapshotEvent``); absent on logged and live events.
+    snapshot: bool | None = None
 
 
 class ResponseEvent(_EventBase):
@@ -87,6 +96,20 @@ class EventEnvelope(BaseModel):
     event: str
     command_id: str
     seq: int = Field(ge=1)
+
+
+class SnapshotEvent(_Model):
+    """The log no longer holds the events after the client's position, but the command
+    does: what follows (until ``last_seq``) is its stored state, each event marked
+    ``snapshot``: every stored response, then, for a failure, the error, then the
+    command's current status. Its positions are the last ones of the command, not
+    those of the original events; follow on from ``last_seq`` as usual."""
+
+    event: Literal["snapshot"] = "snapshot"
+    command_id: str
+    last_seq: int
+    status: CommandStatus
+    responses: int
 
 
 class SubscribedEvent(_Model):
@@ -149,6 +172,6 @@ class ClientMessage(BaseModel):
 
     action: Literal["subscribe", "unsubscribe", "ping", "refresh"]
     command_id: str | None = Field(default=None, max_length=64)
-    since: int = Field(default=0, ge=0)
+    since: int = Field(default=0, ge=0, le=MAX_POSITION)
     #: With ``refresh``: a new access token of the same user.
     token: str | None = Field(default=None, max_length=8192)

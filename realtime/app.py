@@ -10,7 +10,9 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
+from common.auth_events import AuthEvent
 from common.http_errors import install_error_handlers
+from common.keys import Keys
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
 from common.settings import Settings
@@ -41,9 +43,23 @@ def create_app(settings: Settings) -> FastAPI:
         service: RealtimeService
 
         async def resync(subscription: Subscription) -> None:
-            await service.resync(subscription)
+            await service.streams.resync(subscription)
 
-        relay = Relay(settings.effective_redis_url, hub, resync)
+        def on_auth_event(event: AuthEvent) -> None:
+            service.on_auth_event(event)
+
+        def on_reconnected() -> None:
+            service.on_relay_reconnected()
+
+        keys = Keys(settings.key_prefix)
+        relay = Relay(
+            settings.effective_redis_url,
+            hub,
+            resync,
+            auth_channel=keys.auth_events,
+            on_auth_event=on_auth_event,
+            on_reconnected=on_reconnected,
+        )
         service = RealtimeService(settings, client, hub, relay, RealtimeMetrics())
         app.state.redis = client
         app.state.service = service
@@ -92,12 +108,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def stream_command_events(
         request: Request,
         command_id: str,
-        since: Annotated[int | None, Query(ge=0)] = None,
-        last_event_id: Annotated[int | None, Header(ge=0)] = None,
+        since: Annotated[str | None, Query(max_length=64)] = None,
+        last_event_id: Annotated[str | None, Header(max_length=64)] = None,
     ) -> Response:
         """Server-Sent Events: the command's events after Last-Event-ID (or since), then live."""
         position = last_event_id if last_event_id is not None else since
-        return await open_event_stream(app.state.service, request, command_id, position or 0)
+        return await open_event_stream(app.state.service, request, command_id, position)
 
     @app.websocket("/ws/responses/{command_id}")
     async def ws_responses(websocket: WebSocket, command_id: str) -> None:

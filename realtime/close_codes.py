@@ -23,7 +23,9 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4008  # the client fell behind: reconnect with since=<last seq>
     RATE_LIMITED = 4029  # too many client messages: reconnect after a back-off, send fewer
     TOKEN_EXPIRED = 4401  # the token expired on an open connection: get a new one first
+    SESSION_REVOKED = 4403  # logout, token revoked or user deactivated: log in again
     COMMAND_NOT_FOUND = 4404  # unknown command, or not visible to this user
+    IDLE = 4408  # no subscription left for the idle timeout: open a new stream when needed
     CANNOT_RECOVER = 4410  # events after since are gone from the log: fetch over REST
     TOO_MANY_CONNECTIONS = 4429  # the user's open connections are at the limit
 

@@ -18,10 +18,14 @@ class Refresh(Enum):
 
 
 class TokenLifetime:
-    def __init__(self, user_id: str, expires_at: float, *, grace_s: float) -> None:
+    def __init__(
+        self, user_id: str, expires_at: float, *, grace_s: float, token_id: str = ""
+    ) -> None:
         self.user_id = user_id
         self.expires_at = expires_at
         self.grace_s = grace_s
+        #: The id (``jti``) of the token the connection lives on now: its revocation ends it.
+        self.token_id = token_id
 
     @property
     def close_at(self) -> float:
@@ -32,9 +36,10 @@ class TokenLifetime:
         """Time until ``close_at``; zero or less means close now."""
         return self.close_at - now
 
-    def refresh(self, user_id: str, expires_at: float) -> Refresh:
-        """Adopt a new token's expiry; a token of another user changes nothing."""
+    def refresh(self, user_id: str, expires_at: float, token_id: str = "") -> Refresh:
+        """Adopt a new token (its expiry and id); a token of another user changes nothing."""
         if user_id != self.user_id:
             return Refresh.OTHER_USER
         self.expires_at = expires_at
+        self.token_id = token_id
         return Refresh.ACCEPTED

@@ -12,7 +12,8 @@ held channel and has every subscription re-read the log after its last position,
 so events published during the outage still arrive.
 
 The relay also follows ``Keys.auth_events`` (revocations and deactivations) and
-hands each event to ``on_auth_event``.
+hands each event to ``on_auth_event``; after a reconnect (pushes may have been
+missed) it calls ``on_reconnected``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ Resync = Callable[[Subscription], Awaitable[None]]
 OnAuthEvent = Callable[[AuthEvent], None]
 
 
-class RelayUnavailable(Exception):
+class RelayUnavailable(TimeoutError):
     """Redis did not confirm a subscription in time."""
 
 
@@ -65,6 +66,7 @@ class Relay:
         *,
         auth_channel: str | None = None,
         on_auth_event: OnAuthEvent | None = None,
+        on_reconnected: Callable[[], None] | None = None,
         confirm_timeout_s: float = 5.0,
     ):
         self._client = redis.asyncio.Redis.from_url(
@@ -80,6 +82,7 @@ class Relay:
         self._control = f"realtime-control:{uuid.uuid4().hex}"
         self._auth_channel = auth_channel
         self._on_auth_event = on_auth_event
+        self._on_reconnected = on_reconnected
         self._book = ChannelBook()
         self._waiters: dict[Hold, asyncio.Future[None]] = {}
         self._send_wanted = asyncio.Event()
@@ -194,6 +197,8 @@ class Relay:
         self._connected.set()
         if resync:
             log.info("relay_reconnected", channels=len(held))
+            if self._on_reconnected is not None:
+                self._on_reconnected()
         return pubsub
 
     async def _send_loop(self, pubsub: PubSub) -> None:

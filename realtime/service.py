@@ -1,81 +1,47 @@
-"""The realtime process's state and rules: connections, subscriptions, replay, recovery.
+"""The realtime process's state and rules: who is admitted, the open connections, revocation.
 
-Transports (``realtime.websocket``, ``realtime.sse``) authenticate and authorize
-through here, open a ``Connection``, subscribe it to commands and close it; the
-relay calls ``resync`` when a subscription must re-read the log.
+Transports (``realtime.websocket``, ``realtime.sse``) hand ``admit`` what the client
+sent; it returns an open ``Connection`` or raises a ``Refusal``, which the transport
+only renders. Following commands is ``realtime.subscriptions``. Revocations and
+deactivations arrive on the relay (``common.auth_events``) and close the affected
+connections with 4403 at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 
 import redis.asyncio
 import structlog
-from redis.exceptions import RedisError
 
 from common.access import can_view_command
 from common.audit import AsyncAuditLog, AuditAction
 from common.auth import authenticate_access_token
+from common.auth_events import AuthEvent
 from common.command_store import CommandStore
 from common.errors import AuthError
-from common.eventlog import AsyncEventLog
-from common.events import ProtocolErrorEvent, TokenRefreshedEvent, WelcomeEvent
+from common.events import TokenRefreshedEvent, WelcomeEvent
 from common.keys import Keys
 from common.settings import Settings
 from common.timeutil import isoformat
 from common.tokens import TokenClaims
 from common.users import User
-from realtime.close_codes import CloseCode
 from realtime.connection import Connection, Transport
-from realtime.hub import Hub, Subscription
+from realtime.hub import Hub
 from realtime.lifetime import Refresh, TokenLifetime
 from realtime.limits import ConnectionCounter
 from realtime.metrics import LiveValues, RealtimeMetrics
 from realtime.outbox import Outbox
-from realtime.recovery import Recovery, decide_recovery
-from realtime.relay import Relay, RelayUnavailable
+from realtime.refusals import Refusal, as_refusal, parse_position, valid_command_id
+from realtime.relay import Relay
+from realtime.subscriptions import Subscriptions, protocol_error
 
-__all__ = [
-    "CannotRecover",
-    "PositionAhead",
-    "RealtimeService",
-    "TooManyConnections",
-    "cannot_recover_event",
-    "protocol_error",
-]
+__all__ = ["RealtimeService"]
 
 log = structlog.get_logger(__name__)
-
-#: Events read from the log per round trip during a replay.
-REPLAY_PAGE = 200
-
-
-class CannotRecover(Exception):
-    """Events after the client's position are gone from the log."""
-
-    def __init__(self, command_id: str, last_seq: int) -> None:
-        super().__init__(command_id)
-        self.command_id = command_id
-        self.last_seq = last_seq
-
-
-class PositionAhead(Exception):
-    """The client's ``since`` is past the command's last event."""
-
-
-class TooManyConnections(Exception):
-    """The user already has the most connections this process allows."""
-
-
-def cannot_recover_event(command_id: str, last_seq: int) -> str:
-    return ProtocolErrorEvent(
-        command_id=command_id,
-        error_code="cannot_recover",
-        error_message="Events after since are no longer kept: fetch the command over REST",
-        last_seq=last_seq,
-    ).model_dump_json(exclude_none=True)
 
 
 class RealtimeService:
@@ -93,9 +59,9 @@ class RealtimeService:
         self.hub = hub
         self.relay = relay
         self.metrics = metrics
-        self.events = AsyncEventLog(
-            client, self.keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
-        )
+        self.streams = Subscriptions(client, self.keys, hub, relay)
+        self.streams.connection_of = self.connections_get
+        self.streams.on_empty = self._idle_watch
         self.commands = CommandStore(client, self.keys)
         self.audit = AsyncAuditLog(client, self.keys, settings)
         self.connections: dict[str, Connection] = {}
@@ -106,9 +72,42 @@ class RealtimeService:
         self.peak_queued_bytes = 0
         self._empty = asyncio.Event()
         self._empty.set()
+        self._tasks: set[asyncio.Task[None]] = set()
         metrics.watch(self.live_values)
 
+    def connections_get(self, connection_id: str) -> Connection | None:
+        return self.connections.get(connection_id)
+
     # -- who may connect ------------------------------------------------------------------
+
+    async def admit(
+        self,
+        *,
+        token: str | None,
+        command_id: str,
+        since: str | int | None,
+        transport: Transport,
+    ) -> tuple[Connection, int]:
+        """The one admission ladder of every transport: shutting down, token, position,
+        visibility, connection limit. Returns the open connection and its position, or
+        raises a ``Refusal`` (audited when it is about credentials or visibility)."""
+        if self.closing:
+            raise Refusal.going_away()
+        if not token:
+            raise Refusal.missing_token()
+        position = parse_position(since)
+        try:
+            user, claims = await self.authenticate(token)
+            if not (valid_command_id(command_id) and await self.can_view(user, command_id)):
+                raise Refusal.command_not_found()
+        except Exception as exc:
+            refusal = as_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+        if not self.per_user.acquire(user.user_id):
+            raise Refusal.too_many_connections()
+        return self._open(user, claims, transport=transport, command_id=command_id), position
 
     async def authenticate(self, token: str) -> tuple[User, TokenClaims]:
         """The active user behind ``token``; raises ``AuthError`` (or a Redis error)."""
@@ -135,17 +134,17 @@ class RealtimeService:
             )
         return visible
 
-    def open_connection(
+    def _open(
         self, user: User, claims: TokenClaims, *, transport: Transport, command_id: str
     ) -> Connection:
-        """Register a connection for ``user``; raises ``TooManyConnections`` at the limit."""
-        if not self.per_user.acquire(user.user_id):
-            raise TooManyConnections(user.user_id)
         settings = self.settings
         connection = Connection(
             user,
             TokenLifetime(
-                user.user_id, claims.expires_at.timestamp(), grace_s=settings.ws_token_grace_s
+                user.user_id,
+                claims.expires_at.timestamp(),
+                grace_s=settings.ws_token_grace_s,
+                token_id=claims.jti,
             ),
             Outbox(max_events=settings.ws_queue_max_events, max_bytes=settings.ws_queue_max_bytes),
             transport=transport,
@@ -171,7 +170,7 @@ class RealtimeService:
         self.peak_queued_bytes = max(self.peak_queued_bytes, connection.outbox.peak_bytes)
         if not self.connections:
             self._empty.set()
-        self.unsubscribe_all(connection)
+        self.streams.unsubscribe_all(connection)
 
     def record_close(self, code: int) -> None:
         self.metrics.closes.labels(str(code)).inc()
@@ -182,197 +181,74 @@ class RealtimeService:
             user, claims = await self.authenticate(token)
         except AuthError as exc:
             return protocol_error("invalid_token", f"Refresh refused: {exc.message}")
-        verdict = connection.lifetime.refresh(user.user_id, claims.expires_at.timestamp())
+        verdict = connection.lifetime.refresh(
+            user.user_id, claims.expires_at.timestamp(), claims.jti
+        )
         if verdict is Refresh.OTHER_USER:
             return protocol_error("invalid_token", "Refresh refused: the token is for another user")
         connection.lifetime_changed.set()
         return TokenRefreshedEvent(expires_at=isoformat(claims.expires_at)).model_dump_json()
 
-    # -- subscriptions --------------------------------------------------------------------
+    # -- revocation -------------------------------------------------------------------
 
-    async def subscribe(self, connection: Connection, command_id: str, since: int) -> None:
-        """Deliver every event of ``command_id`` after ``since``, then live ones, exactly once.
-
-        Order matters: register (live events are buffered), hold the channel until Redis
-        confirms, then read the log; ``Hub.finish_replay`` merges the two. Raises
-        ``RelayUnavailable``, ``CannotRecover`` or ``PositionAhead`` (nothing held then),
-        or a Redis error.
-        """
-        if command_id in connection.subscriptions:
-            return
-        subscription = Subscription(
-            command_id=command_id,
-            sink=connection.push,
-            last_seq=since,
-            connection_id=connection.connection_id,
-        )
-        self.hub.add(subscription)
-        connection.subscriptions[command_id] = subscription
-        verdict, last_seq, kept = Recovery.OK, 0, False
-        try:
-            subscription.hold = await self.relay.acquire(command_id)
-            verdict, last_seq = await self._replay(subscription)
-            kept = verdict is Recovery.OK and _following(connection, subscription)
-        finally:
-            # Whatever ended it (a refusal, a failure, a cancellation, the client leaving
-            # while it waited), a subscription that is not kept gives its hold back now.
-            if not kept:
-                self._drop(connection, subscription)
-        if verdict is Recovery.AHEAD:
-            raise PositionAhead(command_id)
-        if verdict is not Recovery.OK:
-            raise CannotRecover(command_id, last_seq)
-
-    async def follow(self, connection: Connection, command_id: str, since: int) -> None:
-        """``subscribe``, with every failure turned into an error event or a close request."""
-        try:
-            await self.subscribe(connection, command_id, since)
-            log.info("subscribed", command_id=command_id, since=since)
-        except RelayUnavailable:
-            connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
-        except CannotRecover as exc:
-            await self.lost(connection, command_id, exc.last_seq)
-        except PositionAhead:
-            if command_id == connection.primary_command_id:
-                connection.request_close(
-                    CloseCode.POLICY_VIOLATION, "since is beyond the command's last event"
-                )
-            else:
-                connection.push(
-                    protocol_error(
-                        "invalid_message", "since is beyond the command's last event", command_id
-                    )
-                )
-        except RedisError:
-            connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
-        except Exception:
-            log.exception("subscribe_failed", command_id=command_id)
-            connection.request_close(CloseCode.INTERNAL_ERROR, "Internal error")
-
-    async def check_position(self, command_id: str, since: int) -> None:
-        """Raise ``CannotRecover`` or ``PositionAhead`` now if ``since`` cannot be resumed
-        (a transport that must answer before it streams); ``subscribe`` checks again."""
-        last_seq = await self._last_seq(command_id)
-        first = await self._read_log(command_id, since, count=1)
-        first_available = first[0][0] if first else None
-        verdict = decide_recovery(since=since, last_seq=last_seq, first_available=first_available)
-        if verdict is Recovery.AHEAD:
-            raise PositionAhead(command_id)
-        if verdict is Recovery.LOST:
-            raise CannotRecover(command_id, last_seq)
-
-    async def _last_seq(self, command_id: str) -> int:
-        raw = await self.client.hget(self.keys.command(command_id), "event_seq")
-        return int(cast(str, raw)) if raw else 0
-
-    async def resync(self, subscription: Subscription) -> None:
-        """Re-read the log after the subscription's position (after a gap or an outage)."""
-        connection = self.connections.get(subscription.connection_id)
-        try:
-            verdict, last_seq = await self._replay(subscription)
-        except RedisError as exc:
-            log.warning("resync_failed", command_id=subscription.command_id, error=str(exc))
-            if connection is not None:
-                connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
-            return
-        if verdict is Recovery.OK or connection is None:
-            return
-        log.info("resync_cannot_recover", command_id=subscription.command_id)
-        await self.lost(connection, subscription.command_id, last_seq)
-
-    async def lost(self, connection: Connection, command_id: str, last_seq: int) -> None:
-        """Tell the client a command's events are gone; its URL command closes it (4410)."""
-        connection.push(cannot_recover_event(command_id, last_seq))
-        if command_id == connection.primary_command_id:
-            connection.request_close(
-                CloseCode.CANNOT_RECOVER, "Cannot recover: fetch state over REST", drain=True
-            )
-        else:
-            self.unsubscribe(connection, command_id)
-
-    async def _replay(self, subscription: Subscription) -> tuple[Recovery, int]:
-        """Bring the subscription up to date from the log, then switch it to live events.
-
-        The log is read in pages, each delivered as the client makes room for it; then
-        the live events buffered meanwhile. A live buffer that overflowed during this
-        (``truncated``) only means one more read of the log.
-        """
-        command_id = subscription.command_id
-        connection = self.connections.get(subscription.connection_id)
-        last_seq = await self._last_seq(command_id)  # first, the log second: see recovery.py
-        since = subscription.last_seq
-        while connection is not None and _following(connection, subscription):
-            subscription.truncated = False
-            if subscription.last_seq > since:  # delivered events are positions that exist
-                last_seq = max(last_seq, subscription.last_seq)
-            page = await self._read_log(command_id, subscription.last_seq)
-            verdict = decide_recovery(
-                since=subscription.last_seq,
-                last_seq=last_seq,
-                first_available=page[0][0] if page else None,
-            )
-            if verdict is not Recovery.OK:
-                return verdict, last_seq
-            await self._paced(subscription, connection, page, live=False)
-            if len(page) == REPLAY_PAGE or subscription.truncated:
+    def on_auth_event(self, event: AuthEvent) -> None:
+        """A token was revoked or a user deactivated: end the connections living on it."""
+        for connection in list(self.connections.values()):
+            if connection.lifetime.user_id != event.user_id:
                 continue
-            while not subscription.truncated:
-                pending = self.hub.take_pending(subscription)
-                if not pending and self.hub.go_live(subscription):
-                    return Recovery.OK, last_seq
-                await self._paced(subscription, connection, pending, live=True)
-        return Recovery.OK, last_seq
-
-    async def _read_log(
-        self, command_id: str, since: int, *, count: int = REPLAY_PAGE
-    ) -> list[tuple[int, str]]:
-        """Up to ``count`` logged events with ``seq > since``, in order."""
-        raw = cast(
-            list[tuple[str, dict[str, str]]],
-            await self.client.xrange(
-                self.keys.command_events(command_id), min=f"{since + 1}-0", count=count
-            ),
-        )
-        return [(int(entry_id.split("-", 1)[0]), fields["event"]) for entry_id, fields in raw]
-
-    async def _paced(
-        self,
-        subscription: Subscription,
-        connection: Connection,
-        entries: list[tuple[int, str]],
-        *,
-        live: bool,
-    ) -> None:
-        """Deliver ``entries``, waiting for the client to make room whenever it is full."""
-        index = 0
-        while index < len(entries) and _following(connection, subscription):
-            if not connection.fits(entries[index][1]):
-                await connection.wait_for_room()
+            if event.kind == "token_revoked" and connection.lifetime.token_id != event.jti:
                 continue
-            self.hub.replay(subscription, entries[index : index + 1], live=live)
-            index += 1
+            self._end_session(connection)
 
-    def unsubscribe(self, connection: Connection, command_id: str) -> bool:
-        """Forget one subscription and give its channel hold back (never waits, so it is
-        safe in cleanup code of a cancelled task)."""
-        subscription = connection.subscriptions.get(command_id)
-        if subscription is None:
-            return False
-        self._drop(connection, subscription)
-        return True
+    def on_relay_reconnected(self) -> None:
+        """Pushes sent while the relay was away are lost: check every connection again."""
+        self._spawn(self._recheck_all())
 
-    def _drop(self, connection: Connection, subscription: Subscription) -> None:
-        """Forget ``subscription`` everywhere and give its hold back (idempotent)."""
-        if connection.subscriptions.get(subscription.command_id) is subscription:
-            del connection.subscriptions[subscription.command_id]
-        self.hub.remove(subscription)
-        hold, subscription.hold = subscription.hold, None
-        if hold is not None:
-            self.relay.release(hold)
+    async def _recheck_all(self) -> None:
+        connections = list(self.connections.values())
+        if not connections:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for connection in connections:
+                    pipe.exists(self.keys.revoked_access_token(connection.lifetime.token_id))
+                    pipe.get(self.keys.user_by_id(connection.user.user_id))
+                answers = await pipe.execute()
+            names = {cast(str, answers[2 * i + 1]) for i in range(len(connections))}
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hget(self.keys.user(name), "active")
+                active = dict(zip(names, await pipe.execute(), strict=True))
+        except Exception as exc:  # Redis away again: the next reconnect checks again
+            if as_refusal(exc) is None:
+                raise
+            log.warning("recheck_failed", error=str(exc))
+            return
+        for i, connection in enumerate(connections):
+            revoked, name = answers[2 * i], answers[2 * i + 1]
+            if revoked or active.get(name) != "1":
+                self._end_session(connection)
 
-    def unsubscribe_all(self, connection: Connection) -> None:
-        for command_id in list(connection.subscriptions):
-            self.unsubscribe(connection, command_id)
+    def _end_session(self, connection: Connection) -> None:
+        refusal = Refusal.session_revoked()
+        log.info("session_revoked", connection_id=connection.connection_id)
+        connection.request_close(refusal.close_code, refusal.message)
+
+    # -- idle connections -------------------------------------------------------------
+
+    def _idle_watch(self, connection: Connection) -> None:
+        """The connection follows nothing any more: close it unless it subscribes again
+        within ``ws_idle_timeout_s``."""
+        if connection.connection_id not in self.connections:
+            return  # closing: nothing to watch
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            if not connection.subscriptions and connection.connection_id in self.connections:
+                refusal = Refusal.idle()
+                connection.request_close(refusal.close_code, refusal.message)
+
+        loop.call_later(self.settings.ws_idle_timeout_s, check)
 
     # -- shutdown and metrics -------------------------------------------------------------
 
@@ -383,13 +259,17 @@ class RealtimeService:
         ``timeout_s``.
         """
         self.closing = True
+        refusal = Refusal.going_away()
         for connection in list(self.connections.values()):
-            connection.request_close(
-                CloseCode.GOING_AWAY, "Server shutting down: reconnect", drain=True
-            )
+            connection.request_close(refusal.close_code, refusal.message, drain=True)
         log.info("realtime_going_away", connections=len(self.connections), drain_s=drain_s)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._empty.wait(), timeout_s)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def live_values(self) -> LiveValues:
         by_transport = {"websocket": 0, "sse": 0}
@@ -407,17 +287,3 @@ class RealtimeService:
             pubsub_reconnects=self.relay.reconnects,
             pubsub_connected=self.relay.connected,
         )
-
-
-def _following(connection: Connection, subscription: Subscription) -> bool:
-    """The connection is open and still holds this subscription."""
-    return (
-        not connection.close_requested.is_set()
-        and connection.subscriptions.get(subscription.command_id) is subscription
-    )
-
-
-def protocol_error(code: str, message: str, command_id: str | None = None) -> str:
-    return ProtocolErrorEvent(
-        command_id=command_id, error_code=code, error_message=message
-    ).model_dump_json(exclude_none=True)

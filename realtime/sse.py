@@ -3,8 +3,8 @@
 The same events as the WebSocket, one per SSE message: ``id:`` is the event's
 ``seq`` (control events have none), ``data:`` its JSON. A client resumes with the
 standard ``Last-Event-ID`` header (or ``?since=``). Authorized with a Bearer header;
-refusals are HTTP statuses, and a stream the server ends carries a last ``close``
-event with the code a WebSocket would get (see docs/protocol.md).
+refusals (``realtime.refusals``) are HTTP statuses, and a stream the server ends
+carries a last ``close`` event with the code a WebSocket would get (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from redis.exceptions import RedisError
 from starlette.types import Receive, Scope, Send
 
-from common.errors import AuthError
 from common.events import CloseEvent
 from common.http_errors import error_response
 from realtime.connection import Connection, close_when_token_expires
-from realtime.service import CannotRecover, PositionAhead, RealtimeService, TooManyConnections
-from realtime.websocket import valid_command_id
+from realtime.refusals import Refusal, as_refusal
+from realtime.service import RealtimeService
 
-__all__ = ["open_event_stream", "sse_message"]
+__all__ = ["open_event_stream", "render_refusal", "sse_message"]
 
 log = structlog.get_logger(__name__)
 
@@ -43,12 +41,16 @@ def sse_message(data: str) -> str:
     return f"{prefix}data: {data}\n\n"
 
 
-def _problem(
-    status: int, code: str, message: str, details: dict[str, object] | None = None
-) -> JSONResponse:
-    """The error shape of every HTTP route (common.http_errors)."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return error_response(status, code, message, details, headers)
+def render_refusal(refusal: Refusal) -> JSONResponse:
+    """A refusal as an HTTP answer in the error shape of every route (common.http_errors)."""
+    headers: dict[str, str] = {}
+    if refusal.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if refusal.status_code == 503:
+        headers["Retry-After"] = "2"
+    return error_response(
+        refusal.status_code, refusal.code, refusal.message, refusal.details, headers or None
+    )
 
 
 class _EventStream(StreamingResponse):
@@ -72,51 +74,35 @@ class _EventStream(StreamingResponse):
 
 
 async def open_event_stream(
-    service: RealtimeService, request: Request, command_id: str, since: int
+    service: RealtimeService, request: Request, command_id: str, since: str | None
 ) -> Response:
-    """Authenticate, authorize, subscribe, then stream; or answer 401/404/410/429/503."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return _problem(401, "unauthorized", "Not authenticated")
-    if service.closing:
-        return _problem(503, "unavailable", "Server shutting down: reconnect")
+    """Admit, check the position, then stream; or answer the refusal's HTTP status."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials.strip() if scheme.lower() == "bearer" else None
     try:
-        user, claims = await service.authenticate(token.strip())
-        visible = valid_command_id(command_id) and await service.can_view(user, command_id)
-    except AuthError as exc:
-        return _problem(401, "unauthorized", exc.message)
-    except RedisError:
-        return _problem(503, "unavailable", "Event stream unavailable")
-    if not visible:
-        return _problem(404, "not_found", "Command not found")
+        connection, position = await service.admit(
+            token=token, command_id=command_id, since=since, transport="sse"
+        )
+    except Refusal as refused:
+        return render_refusal(refused)
     try:
-        connection = service.open_connection(user, claims, transport="sse", command_id=command_id)
-    except TooManyConnections:
-        return _problem(429, "too_many_connections", "Too many connections for this user")
-    try:
-        await service.check_position(command_id, since)
-    except BaseException as exc:
+        await service.streams.check_position(command_id, position)
+    except Exception as exc:
         service.close_connection(connection)
-        if isinstance(exc, CannotRecover):
-            return _problem(
-                410,
-                "cannot_recover",
-                "Cannot recover: fetch state over REST",
-                {"last_seq": exc.last_seq},
-            )
-        if isinstance(exc, PositionAhead):
-            return _problem(400, "bad_request", "since is beyond the command's last event")
-        if isinstance(exc, RedisError):
-            return _problem(503, "unavailable", "Event stream unavailable")
-        raise
+        refusal = as_refusal(exc)
+        if refusal is None:
+            raise
+        return render_refusal(refusal)
     structlog.contextvars.bind_contextvars(
-        user_id=user.user_id, command_id=command_id, connection_id=connection.connection_id
+        user_id=connection.user.user_id,
+        command_id=command_id,
+        connection_id=connection.connection_id,
     )
 
     async def closed() -> None:
         service.close_connection(connection)
 
-    return _EventStream(_stream(service, connection, since), closed)
+    return _EventStream(_stream(service, connection, position), closed)
 
 
 async def _stream(
@@ -128,7 +114,8 @@ async def _stream(
     tasks = [
         asyncio.create_task(close_when_token_expires(connection), name="sse-expiry"),
         asyncio.create_task(
-            service.follow(connection, connection.primary_command_id, since), name="sse-subscribe"
+            service.streams.follow(connection, connection.primary_command_id, since),
+            name="sse-subscribe",
         ),
     ]
     try:

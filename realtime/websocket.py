@@ -1,7 +1,7 @@
 """The WebSocket transport: ``/ws/responses/{command_id}``. I/O only; rules live elsewhere.
 
 Handshake: accept first (a close before accept reaches browsers only as 1006), then
-authenticate, check ``since``, authorize, count the connection, subscribe. After
+``RealtimeService.admit`` (a ``Refusal`` becomes the close code and reason), subscribe. After
 that three tasks run per client: the writer drains its queue, the reader handles
 client actions, and a timer closes the connection when its token expires.
 """
@@ -11,22 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Sequence
 
 import structlog
 from pydantic import ValidationError
-from redis.exceptions import RedisError
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import (
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketDisconnected,
+    WebSocketState,
+)
 
-from common.errors import AuthError
 from common.events import ClientMessage, SubscribedEvent, UnsubscribedEvent
 from realtime.close_codes import CloseCode
 from realtime.connection import Connection, close_when_token_expires
 from realtime.limits import TokenBucket
-from realtime.service import RealtimeService, TooManyConnections, protocol_error
+from realtime.refusals import Refusal, as_refusal, parse_position, valid_command_id
+from realtime.service import RealtimeService
+from realtime.subscriptions import protocol_error
 
-__all__ = ["BEARER_PREFIX", "SUBPROTOCOL", "credentials", "serve_websocket", "valid_command_id"]
+__all__ = ["BEARER_PREFIX", "SUBPROTOCOL", "credentials", "serve_websocket"]
 
 log = structlog.get_logger(__name__)
 
@@ -38,14 +42,6 @@ BEARER_PREFIX = "bearer."
 CLOSE_TIMEOUT_S = 5.0
 
 
-def valid_command_id(value: str | None) -> bool:
-    try:
-        uuid.UUID(value or "")
-    except ValueError:
-        return False
-    return True
-
-
 def credentials(query_token: str | None, offered: Sequence[str]) -> tuple[str | None, str | None]:
     """The token (query parameter first, else a ``bearer.`` subprotocol) and the
     subprotocol to accept (``SUBPROTOCOL`` when the client offered it)."""
@@ -55,19 +51,9 @@ def credentials(query_token: str | None, offered: Sequence[str]) -> tuple[str | 
     return token or None, SUBPROTOCOL if SUBPROTOCOL in offered else None
 
 
-def _since(raw: str | None) -> int | None:
-    try:
-        since = int(raw or "0")
-    except ValueError:
-        return None
-    return since if since >= 0 else None
-
-
-async def _refuse(
-    websocket: WebSocket, service: RealtimeService, code: CloseCode, reason: str
-) -> None:
-    service.record_close(code)
-    await websocket.close(code, reason)
+async def _refuse(websocket: WebSocket, service: RealtimeService, refusal: Refusal) -> None:
+    service.record_close(refusal.close_code)
+    await websocket.close(refusal.close_code, refusal.message)
 
 
 async def serve_websocket(websocket: WebSocket, command_id: str, service: RealtimeService) -> None:
@@ -76,51 +62,24 @@ async def serve_websocket(websocket: WebSocket, command_id: str, service: Realti
         websocket.query_params.get("token"), websocket.scope.get("subprotocols", [])
     )
     await websocket.accept(subprotocol=subprotocol)
-    if service.closing:
-        await _refuse(websocket, service, CloseCode.GOING_AWAY, "Server shutting down: reconnect")
-        return
-    if not token:
-        await _refuse(websocket, service, CloseCode.POLICY_VIOLATION, "Missing token")
-        return
-    since = _since(websocket.query_params.get("since"))
     try:
-        user, claims = await service.authenticate(token)
-        if since is None:
-            await _refuse(
-                websocket,
-                service,
-                CloseCode.POLICY_VIOLATION,
-                "since must be a non-negative integer",
-            )
-            return
-        visible = valid_command_id(command_id) and await service.can_view(user, command_id)
-    except AuthError as exc:
-        await _refuse(websocket, service, CloseCode.POLICY_VIOLATION, exc.message)
-        return
-    except RedisError:
-        await _refuse(websocket, service, CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+        connection, since = await service.admit(
+            token=token,
+            command_id=command_id,
+            since=websocket.query_params.get("since"),
+            transport="websocket",
+        )
+    except Refusal as refusal:
+        await _refuse(websocket, service, refusal)
         return
     except Exception:
         log.exception("ws_admission_failed")
-        await _refuse(websocket, service, CloseCode.INTERNAL_ERROR, "Internal error")
-        return
-    if not visible:
-        await _refuse(websocket, service, CloseCode.COMMAND_NOT_FOUND, "Command not found")
-        return
-    try:
-        connection = service.open_connection(
-            user, claims, transport="websocket", command_id=command_id
-        )
-    except TooManyConnections:
-        await _refuse(
-            websocket,
-            service,
-            CloseCode.TOO_MANY_CONNECTIONS,
-            "Too many connections for this user",
-        )
+        await _refuse(websocket, service, Refusal.internal())
         return
     structlog.contextvars.bind_contextvars(
-        user_id=user.user_id, command_id=command_id, connection_id=connection.connection_id
+        user_id=connection.user.user_id,
+        command_id=command_id,
+        connection_id=connection.connection_id,
     )
     try:
         await _run(websocket, service, connection, since)
@@ -141,7 +100,8 @@ async def _run(
     }
     # Subscribing runs beside the writer: a long replay waits for the client to read.
     subscriber = asyncio.create_task(
-        service.follow(connection, connection.primary_command_id, since), name="ws-subscribe"
+        service.streams.follow(connection, connection.primary_command_id, since),
+        name="ws-subscribe",
     )
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -150,7 +110,9 @@ async def _run(
         for task in done:
             failure = None if task.cancelled() else task.exception()
             # A client that vanished mid-send or mid-read is not a server failure.
-            if failure is not None and not isinstance(failure, WebSocketDisconnect | RuntimeError):
+            if failure is not None and not isinstance(
+                failure, WebSocketDisconnect | WebSocketDisconnected
+            ):
                 log.error("ws_task_failed", task=task.get_name(), error=repr(failure))
     finally:
         for task in (*tasks, subscriber):
@@ -167,7 +129,7 @@ async def _close(
     if connection.drain and not writer.done():
         await asyncio.wait({writer}, timeout=service.settings.ws_shutdown_drain_s)
     writer.cancel()
-    service.unsubscribe_all(connection)
+    service.streams.unsubscribe_all(connection)
     service.record_close(connection.close_code)
     if websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
@@ -228,7 +190,7 @@ async def _act(service: RealtimeService, connection: Connection, message: Client
         connection.push(protocol_error("invalid_message", f"{message.action} needs command_id"))
         return
     if message.action == "unsubscribe":
-        service.unsubscribe(connection, command_id)
+        service.streams.unsubscribe(connection, command_id)
         connection.push(UnsubscribedEvent(command_id=command_id).model_dump_json())
         return
     limit = service.settings.ws_max_subscriptions
@@ -242,15 +204,20 @@ async def _act(service: RealtimeService, connection: Connection, message: Client
         )
         return
     try:
-        visible = valid_command_id(command_id) and await service.can_view(
-            connection.user, command_id
-        )
-    except RedisError:
-        connection.request_close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+        since = parse_position(message.since)
+        if not (
+            valid_command_id(command_id) and await service.can_view(connection.user, command_id)
+        ):
+            raise Refusal.command_not_found()
+    except Exception as exc:
+        refusal = as_refusal(exc)
+        if refusal is None:
+            raise
+        service.streams.refuse(connection, command_id, refusal)
         return
-    if not visible:
-        connection.push(protocol_error("command_not_found", "Command not found", command_id))
-        return
-    # Acknowledge first so the client sees "subscribed" before the replayed events.
-    connection.push(SubscribedEvent(command_id=command_id, since=message.since).model_dump_json())
-    await service.follow(connection, command_id, message.since)
+
+    def announce() -> None:
+        # "subscribed" once the position is accepted, before the first replayed event.
+        connection.push(SubscribedEvent(command_id=command_id, since=since).model_dump_json())
+
+    await service.streams.follow(connection, command_id, since, announce=announce)

@@ -193,6 +193,8 @@ def finish(
     error = None
     if error_message is not None:
         fields["error_message"] = error_message
+        if error_code is not None:
+            fields["error_code"] = error_code
         error = ErrorEvent(
             command_id=command_id, error_message=error_message, error_code=error_code
         )

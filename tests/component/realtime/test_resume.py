@@ -1,4 +1,5 @@
-"""Resume with ``since``: no gap, no duplicate; a position the log lost closes with 4410."""
+"""Resume with ``since``: no gap, no duplicate; a position the log lost gets a snapshot of
+the stored command, and only a command that is gone closes with 4410."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from websockets.exceptions import ConnectionClosed
 
 from common.commands import CommandStatus
 from common.eventlog import EventLog
-from common.events import StatusEvent
-from common.keys import Keys
+from common.events import ErrorEvent, StatusEvent
+from common.keys import Keys, response_channel
 from common.timeutil import utcnow
 from tests.component.realtime_support import (
     World,
@@ -83,7 +84,7 @@ def test_events_published_while_a_client_is_away_arrive_when_it_resumes(
         assert [(e["seq"], e["status"]) for e in receive(ws, 1)] == [(6, "completed")]
 
 
-def test_a_position_the_trimmed_log_no_longer_holds_closes_with_4410_and_the_last_seq(
+def test_a_position_the_trimmed_log_no_longer_holds_gets_a_snapshot_of_the_stored_command(
     server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
 ) -> None:
     alice = world.user("alice")
@@ -92,30 +93,69 @@ def test_a_position_the_trimmed_log_no_longer_holds_closes_with_4410_and_the_las
     sync_redis.xtrim(keys.command_events(command_id), maxlen=2, approximate=False)  # keeps 5, 6
 
     with follow(server, command_id, world.token(alice), since=1) as ws:
-        lost = receive(ws, 1)[0]
-        assert (lost["event"], lost["error_code"], lost["last_seq"]) == (
-            "error",
-            "cannot_recover",
+        marker, *snapshot = receive(ws, 6)
+        assert (marker["event"], marker["last_seq"], marker["status"], marker["responses"]) == (
+            "snapshot",
             6,
+            "completed",
+            4,
         )
-        assert lost["command_id"] == command_id
-        assert close_of(ws) == (4410, "Cannot recover: fetch state over REST")
+        assert [(e["seq"], e["event"], e["snapshot"]) for e in snapshot] == [
+            (2, "response", True),
+            (3, "response", True),
+            (4, "response", True),
+            (5, "response", True),
+            (6, "status", True),
+        ]
+        assert [e["response"]["sequence_number"] for e in snapshot[:4]] == [1, 2, 3, 4]
+        ws.send(json.dumps({"action": "ping"}))
+        assert receive(ws, 1) == [{"event": "pong"}]  # still open: no 4410
     with follow(server, command_id, world.token(alice), since=4) as ws:
-        assert [e["seq"] for e in receive(ws, 2)] == [5, 6]
+        got = receive(ws, 2)
+        assert [e["seq"] for e in got] == [5, 6]
+        assert "snapshot" not in got[0]  # the log still holds these: a plain replay
 
 
-def test_an_expired_log_closes_a_client_that_is_behind_with_4410_but_not_one_up_to_date(
+def test_an_expired_log_gives_a_failed_commands_stored_state_and_its_error(
+    server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+    events.append(response_event(command_id, 1))
+    message = "ECU 0x10 did not answer"
+    events.append(  # as the worker records a failure
+        StatusEvent(
+            command_id=command_id,
+            status=CommandStatus.FAILED,
+            error_message=message,
+            completed_at=utcnow(),
+        ),
+        fields={"error_message": message, "error_code": "not_responding"},
+        error=ErrorEvent(command_id=command_id, error_message=message, error_code="not_responding"),
+    )
+    sync_redis.delete(keys.command_events(command_id))  # what the log's TTL does
+
+    with follow(server, command_id, world.token(alice)) as ws:
+        marker, answer, error, status = receive(ws, 4)
+    assert (marker["event"], marker["status"]) == ("snapshot", "failed")
+    assert (answer["event"], answer["response"]["response_payload"]) == ("response", {"n": 1})
+    assert (error["event"], error["error_message"], error["error_code"]) == (
+        "error",
+        message,
+        "not_responding",
+    )
+    assert (status["event"], status["status"], status["seq"]) == ("status", "failed", 4)
+    assert all(e["snapshot"] is True for e in (answer, error, status))
+
+
+def test_an_expired_log_leaves_an_up_to_date_client_on_the_live_stream(
     server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
 ) -> None:
     alice = world.user("alice")
     command_id = world.command(alice)
     publish_run(events, command_id, chunks=1)  # seq 1..3
-    sync_redis.delete(keys.command_events(command_id))  # what the log's TTL does
-
-    for since in (0, 2):
-        with follow(server, command_id, world.token(alice), since=since) as ws:
-            assert receive(ws, 1)[0]["last_seq"] == 3
-            assert close_of(ws)[0] == 4410
+    sync_redis.delete(keys.command_events(command_id))
     with follow(server, command_id, world.token(alice), since=3) as ws:
         ws.send(json.dumps({"action": "ping"}))
         assert receive(ws, 1) == [{"event": "pong"}]
@@ -132,34 +172,55 @@ def test_a_since_past_the_commands_last_event_closes_with_1008(
         assert close_of(ws) == (1008, "since is beyond the command's last event")
 
 
-def test_a_gap_the_log_can_no_longer_fill_closes_a_live_client_with_4410(
-    server: ServerThread,
-    world: World,
-    events: EventLog,
-    sync_redis: redis.Redis,
-    keys: Keys,
+def _log_unpublished_gap(sync_redis: redis.Redis, keys: Keys, command_id: str) -> None:
+    """Events 2..4 logged but their publishes lost, then trimmed away: a gap the log
+    cannot fill."""
+    for seq in (2, 3, 4):
+        sync_redis.hincrby(keys.command(command_id), "event_seq", 1)
+        body = {"seq": seq, "command_id": command_id, "event": "status", "status": "x"}
+        sync_redis.xadd(keys.command_events(command_id), {"event": json.dumps(body)}, f"{seq}-0")
+    sync_redis.xtrim(keys.command_events(command_id), maxlen=1, approximate=False)
+
+
+def test_a_gap_the_log_can_no_longer_fill_is_filled_from_the_stored_command(
+    server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
 ) -> None:
     alice = world.user("alice")
     command_id = world.command(alice)
     with follow(server, command_id, world.token(alice)) as ws:
         events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
         assert receive(ws, 1)[0]["seq"] == 1
-        # Events 2..4 logged but their publishes lost, then trimmed away: a gap nobody can fill.
-        for seq in (2, 3, 4):
-            sync_redis.hincrby(keys.command(command_id), "event_seq", 1)
-            body = {"seq": seq, "command_id": command_id, "event": "status", "status": "x"}
-            sync_redis.xadd(
-                keys.command_events(command_id), {"event": json.dumps(body)}, f"{seq}-0"
+        _log_unpublished_gap(sync_redis, keys, command_id)
+        events.append(
+            StatusEvent(
+                command_id=command_id, status=CommandStatus.COMPLETED, completed_at=utcnow()
             )
-        sync_redis.xtrim(keys.command_events(command_id), maxlen=1, approximate=False)
-        events.append(StatusEvent(command_id=command_id, status=CommandStatus.COMPLETED))
-        lost = receive(ws, 1)[0]
-        assert (lost["error_code"], lost["last_seq"]) == ("cannot_recover", 5)
-        assert close_of(ws)[0] == 4410
+        )
+        marker, status = receive(ws, 2)
+        assert (marker["event"], marker["last_seq"]) == ("snapshot", 5)
+        assert (status["seq"], status["status"], status["snapshot"]) == (5, "completed", True)
     wait_for(lambda: subscribers(sync_redis, command_id) == 0, what="the channel to be released")
 
 
-def test_a_subscribe_action_at_a_lost_position_answers_an_error_and_keeps_the_connection(
+def test_a_gap_on_a_command_that_is_gone_closes_a_live_client_with_4410(
+    server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    with follow(server, command_id, world.token(alice)) as ws:
+        events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+        assert receive(ws, 1)[0]["seq"] == 1
+        _log_unpublished_gap(sync_redis, keys, command_id)
+        sync_redis.delete(keys.command(command_id), keys.command_events(command_id))
+        gap = {"seq": 5, "command_id": command_id, "event": "status", "status": "completed"}
+        sync_redis.publish(response_channel(command_id), json.dumps(gap))
+        lost = receive(ws, 1)[0]
+        assert (lost["error_code"], lost["command_id"]) == ("cannot_recover", command_id)
+        assert close_of(ws) == (4410, "Cannot recover: fetch state over REST")
+    wait_for(lambda: subscribers(sync_redis, command_id) == 0, what="the channel to be released")
+
+
+def test_a_subscribe_action_at_a_lost_position_gets_a_snapshot_and_keeps_the_connection(
     server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
 ) -> None:
     alice = world.user("alice")
@@ -168,17 +229,50 @@ def test_a_subscribe_action_at_a_lost_position_answers_an_error_and_keeps_the_co
     sync_redis.delete(keys.command_events(second))
     with follow(server, first, world.token(alice)) as ws:
         ws.send(json.dumps({"action": "subscribe", "command_id": second, "since": 1}))
-        subscribed, lost = receive(ws, 2)
-        assert subscribed["event"] == "subscribed"
-        assert (lost["command_id"], lost["error_code"], lost["last_seq"]) == (
-            second,
-            "cannot_recover",
-            4,
-        )
+        subscribed, marker, *snapshot = receive(ws, 5)
+        assert (subscribed["event"], marker["event"]) == ("subscribed", "snapshot")
+        assert [(e["command_id"], e["seq"]) for e in snapshot] == [(second, s) for s in (2, 3, 4)]
         events.append(StatusEvent(command_id=first, status=CommandStatus.IN_PROGRESS))
         assert receive(ws, 1)[0]["command_id"] == first
-        ws.send(json.dumps({"action": "subscribe", "command_id": second, "since": 4}))
-        assert receive(ws, 1)[0]["event"] == "subscribed"
+        ws.send(json.dumps({"action": "ping"}))
+        assert receive(ws, 1) == [{"event": "pong"}]
+
+
+def test_a_subscribe_action_past_the_last_event_is_refused_once_without_subscribed(
+    server: ServerThread, world: World, events: EventLog
+) -> None:
+    alice = world.user("alice")
+    first, second = world.command(alice), world.command(alice)
+    publish_run(events, second, chunks=1)  # seq 1..3
+    with follow(server, first, world.token(alice)) as ws:
+        ws.send(json.dumps({"action": "subscribe", "command_id": second, "since": 9}))
+        refused = receive(ws, 1)[0]
+        assert (refused["event"], refused["error_code"], refused["command_id"]) == (
+            "error",
+            "position_ahead",
+            second,
+        )
+        ws.send(json.dumps({"action": "ping"}))
+        assert receive(ws, 1) == [{"event": "pong"}]  # nothing came between
+
+
+def test_absurd_positions_are_refused_as_invalid_input(server: ServerThread, world: World) -> None:
+    alice = world.user("alice")
+    command_id, other = world.command(alice), world.command(alice)
+    token = world.token(alice)
+    for since in (2**63, 2**64, "abc", "1e3", "-5"):
+        with open_ws(server, command_id, token, since=since) as ws:
+            code, reason = close_of(ws)
+            assert (code, reason) == (
+                1008,
+                "since must be an integer from 0 to 9223372036854775807",
+            )
+    with follow(server, command_id, token) as ws:
+        for since in (2**63, 2**70, -1):
+            ws.send(json.dumps({"action": "subscribe", "command_id": other, "since": since}))
+            refused = receive(ws, 1)[0]
+            assert (refused["event"], refused["error_code"]) == ("error", "invalid_message")
+            assert "since" in refused["error_message"]
         ws.send(json.dumps({"action": "ping"}))
         assert receive(ws, 1) == [{"event": "pong"}]
 

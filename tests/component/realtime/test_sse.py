@@ -113,7 +113,7 @@ def test_a_stream_needs_a_valid_bearer_token(server: ServerThread, world: World)
     missing = httpx.get(url, timeout=timeout(5))
     invalid = httpx.get(url, headers=_bearer("not.a.jwt"), timeout=timeout(5))
 
-    assert (missing.status_code, _error(missing)) == (401, ("unauthorized", "Not authenticated"))
+    assert (missing.status_code, _error(missing)) == (401, ("unauthorized", "Missing token"))
     assert missing.headers["www-authenticate"] == "Bearer"
     assert (invalid.status_code, _error(invalid)) == (401, ("unauthorized", "Invalid token"))
 
@@ -127,12 +127,15 @@ def test_a_command_the_user_may_not_see_answers_404_like_an_unknown_one(
 
     for target in (command_id, "not-a-uuid", "8c4a8f30-53a7-4a0b-9a8e-6f3c0d5e4b21"):
         answer = httpx.get(_url(server, target), headers=_bearer(bob_token), timeout=timeout(5))
-        assert (answer.status_code, _error(answer)) == (404, ("not_found", "Command not found"))
+        assert (answer.status_code, _error(answer)) == (
+            404,
+            ("command_not_found", "Command not found"),
+        )
     with _stream(server, command_id, viewer_token) as response:
         assert response.status_code == 200
 
 
-def test_a_position_the_log_no_longer_holds_answers_410_with_the_last_seq(
+def test_a_position_the_log_no_longer_holds_streams_the_stored_command_as_a_snapshot(
     server: ServerThread,
     world: World,
     events: EventLog,
@@ -141,26 +144,46 @@ def test_a_position_the_log_no_longer_holds_answers_410_with_the_last_seq(
 ) -> None:
     alice = world.user("alice")
     command_id = world.command(alice)
-    publish_run(events, command_id, chunks=1)
-    sync_redis.delete(keys.command_events(command_id))
+    publish_run(events, command_id, chunks=1)  # seq 1..3
+    sync_redis.delete(keys.command_events(command_id))  # what the log's TTL does
 
-    answer = httpx.get(
+    with httpx.stream(
+        "GET",
         _url(server, command_id) + "?since=1",
         headers=_bearer(world.token(alice)),
         timeout=timeout(5),
+    ) as response:
+        assert response.status_code == 200
+        _, marker, answer, status = _messages(response.iter_lines(), 4)
+    assert marker["data"]["event"] == "snapshot"
+    assert (marker["data"]["last_seq"], marker["data"]["status"]) == (3, "completed")
+    assert (answer["id"], answer["data"]["event"], answer["data"]["snapshot"]) == (
+        "2",
+        "response",
+        True,
     )
-    bad = httpx.get(
-        _url(server, command_id),
-        headers={**_bearer(world.token(alice)), "Last-Event-ID": "-1"},
-        timeout=timeout(5),
+    assert (status["id"], status["data"]["status"], status["data"]["snapshot"]) == (
+        "3",
+        "completed",
+        True,
     )
 
-    assert (answer.status_code, _error(answer)) == (
-        410,
-        ("cannot_recover", "Cannot recover: fetch state over REST"),
-    )
-    assert answer.json()["error"]["details"] == {"last_seq": 3}
-    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "validation_error")
+
+def test_absurd_positions_are_invalid_input_never_an_outage(
+    server: ServerThread, world: World
+) -> None:
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    headers = _bearer(world.token(alice))
+    answers = [
+        httpx.get(_url(server, command_id) + f"?since={since}", headers=headers, timeout=5)
+        for since in (2**63, 2**64 + 7, "abc", "1.5", "-1", "%20")
+    ] + [
+        httpx.get(_url(server, command_id), headers={**headers, "Last-Event-ID": value}, timeout=5)
+        for value in ("-1", "99999999999999999999", "x")
+    ]
+    for answer in answers:
+        assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_position")
 
 
 def test_a_stream_ends_with_a_close_event_when_the_token_expires(
@@ -168,14 +191,12 @@ def test_a_stream_ends_with_a_close_event_when_the_token_expires(
 ) -> None:
     alice = world.user("alice")
     command_id = world.command(alice)
-    token = world.token(alice, access_token_ttl_s=1)
-    with (
-        realtime_server(with_settings(settings, ws_token_grace_s=0.2)) as server,
-        _stream(server, command_id, token) as response,
-    ):
-        welcome, closing = _messages(response.iter_lines(), 2)
-        assert welcome["data"]["event"] == "welcome"
-        assert closing["data"] == {"event": "close", "code": 4401, "reason": "Token expired"}
+    with realtime_server(with_settings(settings, ws_token_grace_s=0.2)) as server:
+        token = world.token(alice, access_token_ttl_s=2)  # issued once the server is up
+        with _stream(server, command_id, token) as response:
+            welcome, closing = _messages(response.iter_lines(), 2)
+            assert welcome["data"]["event"] == "welcome"
+            assert closing["data"] == {"event": "close", "code": 4401, "reason": "Token expired"}
         wait_for(lambda: not service_of(server).connections, what="the connection to close")
 
 
