@@ -198,7 +198,7 @@ def worker_argv(*, processes: int, threads: int) -> list[str]:
             "--worker-shutdown-timeout", "4000"]  # fmt: skip
 
 
-def _http_ready(url: str) -> bool:
+def http_ready(url: str) -> bool:
     import httpx2
 
     try:
@@ -259,7 +259,7 @@ def running_stack(
                     argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
                 )
         for url in (stack.api_url, stack.realtime_url):
-            wait_for(lambda url=url: _http_ready(url), timeout_s=30, what=f"{url} to be ready")
+            wait_for(lambda url=url: http_ready(url), timeout_s=30, what=f"{url} to be ready")
         wait_for(
             lambda: logs["worker"].read_text().count("Worker process is ready") >= worker_processes,
             timeout_s=30,
