@@ -95,8 +95,9 @@ class Settings(BaseSettings):
     #: this many seconds, else the socket is answered 408 and closed.
     ws_handshake_timeout_s: float = Field(default=10.0, gt=0)
     #: The largest request head (request line and headers) the realtime process reads;
-    #: a larger one is answered 431.
-    ws_max_request_head_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    #: a larger one is answered 431. At most 8 KiB: the WebSocket handshake parser
+    #: takes no longer header line.
+    ws_max_request_head_bytes: int = Field(default=8 * 1024, ge=1024, le=8 * 1024)
     #: Time past the token's expiry before an open connection is closed with 4401.
     ws_token_grace_s: float = Field(default=5.0, ge=0)
     #: On shutdown, time given to each connection to send what it has queued before 1001.

@@ -14,6 +14,7 @@ import uvicorn
 
 from common.settings import Settings
 from realtime.app import go_away
+from realtime.http_guard import guarded_protocol
 from realtime.websocket import CLOSE_TIMEOUT_S
 
 __all__ = ["RealtimeServer", "uvicorn_options"]
@@ -22,6 +23,10 @@ __all__ = ["RealtimeServer", "uvicorn_options"]
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn settings the realtime process runs with (tests use the same)."""
     return {
+        "http": guarded_protocol(
+            max_head_bytes=settings.ws_max_request_head_bytes,
+            timeout_s=settings.ws_handshake_timeout_s,
+        ),
         "ws": "websockets-sansio",
         "ws_max_size": settings.ws_max_message_bytes,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
