@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from common.protocol import protocol_js
 
 __all__ = ["install_console"]
 
@@ -23,4 +25,11 @@ def install_console(app: FastAPI) -> None:
             return FileResponse(STATIC / name)
 
         app.add_api_route(path, serve, methods=["GET"], include_in_schema=False)
+    protocol = protocol_js()
+
+    async def serve_protocol() -> Response:
+        return Response(protocol, media_type="text/javascript")
+
+    # Generated from common/protocol.py, so the console cannot drift from the server.
+    app.add_api_route("/js/protocol.js", serve_protocol, methods=["GET"], include_in_schema=False)
     app.mount("/js", StaticFiles(directory=STATIC / "js"), name="console-js")

@@ -12,13 +12,16 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import connect
 
 from cli import config
+from common.protocol import (
+    BEARER_PREFIX,
+    SUBPROTOCOL,
+    TERMINAL_STATUSES,
+    CloseCode,
+    should_reconnect,
+)
 
 __all__ = ["TERMINAL_STATUSES", "ApiError", "Client"]
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled", "rejected"})
-#: Close codes after which the stream is resumed (docs/protocol.md).
-RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 4008})
-TOKEN_EXPIRED_CODE = 4401
 #: Refresh this many seconds before the access token expires.
 REFRESH_MARGIN_S = 30
 
@@ -108,9 +111,15 @@ class Client:
         since = 0
         attempts = 0
         while True:
-            url = f"{websocket_url}?token={self.token()}&since={since}"
+            # The token travels in Sec-WebSocket-Protocol, never in the URL (access logs).
+            offered = [SUBPROTOCOL, f"{BEARER_PREFIX}{self.token()}"]
             try:
-                with connect(url, open_timeout=10, close_timeout=2) as socket:
+                with connect(
+                    f"{websocket_url}?since={since}",
+                    subprotocols=offered,  # type: ignore[arg-type] # plain names
+                    open_timeout=10,
+                    close_timeout=2,
+                ) as socket:
                     attempts = 0
                     for raw in socket:
                         event = json.loads(raw)
@@ -129,9 +138,9 @@ class Client:
                 reason = closed.rcvd.reason if closed.rcvd else "connection lost"
             except (InvalidStatus, InvalidHandshake, OSError) as exc:
                 code, reason = 1006, str(exc)
-            if code == TOKEN_EXPIRED_CODE:
+            if code == CloseCode.TOKEN_EXPIRED:
                 self.refresh()
-            elif code not in RECONNECT_CODES:
+            elif not should_reconnect(code):
                 raise ApiError(code, "stream_closed", f"Stream closed: {code} {reason}".strip())
             attempts += 1
             if attempts > max_reconnects:

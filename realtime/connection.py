@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Literal
 
+from common.protocol import CloseCode
 from common.users import User
-from realtime.close_codes import CloseCode
 from realtime.hub import Subscription
 from realtime.lifetime import TokenLifetime
 from realtime.outbox import Outbox

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from common.errors import AppError, AuthError
 from common.events import MAX_POSITION
-from realtime.close_codes import CloseCode
+from common.protocol import CloseCode
 
 __all__ = ["MAX_POSITION", "Refusal", "as_refusal", "parse_position", "valid_command_id"]
 

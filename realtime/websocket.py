@@ -23,7 +23,7 @@ from starlette.websockets import (
 )
 
 from common.events import ClientMessage, SubscribedEvent, UnsubscribedEvent
-from realtime.close_codes import CloseCode
+from common.protocol import BEARER_PREFIX, SUBPROTOCOL, CloseCode
 from realtime.connection import Connection, close_when_token_expires
 from realtime.limits import TokenBucket
 from realtime.refusals import Refusal, as_refusal, parse_position, valid_command_id
@@ -34,10 +34,6 @@ __all__ = ["BEARER_PREFIX", "SUBPROTOCOL", "credentials", "serve_websocket"]
 
 log = structlog.get_logger(__name__)
 
-#: Offer ``SUBPROTOCOL`` and ``bearer.<token>`` in ``Sec-WebSocket-Protocol`` to keep the
-#: token out of the URL; the server answers with ``SUBPROTOCOL`` only.
-SUBPROTOCOL = "sovd.v1"
-BEARER_PREFIX = "bearer."
 #: Seconds to wait for a client to take our close frame before giving up on it.
 CLOSE_TIMEOUT_S = 5.0
 

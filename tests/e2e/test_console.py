@@ -448,3 +448,27 @@ def slow(stack: Stack, vehicle: Vehicle, fault: str) -> None:
         client.rpush(Keys(stack.settings.key_prefix).sim_faults(vehicle.vehicle_id), fault)
     finally:
         client.close()
+
+
+def test_the_console_applies_the_servers_close_code_rule_and_terminal_statuses(
+    console_stack: Stack, page: Page
+) -> None:
+    """The console's protocol values are the server's (common/protocol.py), in the browser."""
+    from common.protocol import TERMINAL_STATUSES, CloseCode, should_reconnect
+
+    codes = [*range(1000, 1016), 3000, 3999, *range(4000, 5000, 7), 4029, 4401, 4403, 4999]
+    page.goto(f"{console_stack.api_url}/")
+    seen = page.evaluate(
+        """async (codes) => {
+            const protocol = await import("/js/protocol.js");
+            return {
+                reconnect: codes.map((code) => protocol.shouldReconnect(code)),
+                terminal: [...protocol.TERMINAL].sort(),
+                close: protocol.CLOSE,
+            };
+        }""",
+        codes,
+    )
+    assert seen["reconnect"] == [should_reconnect(code) for code in codes]
+    assert seen["terminal"] == sorted(TERMINAL_STATUSES)
+    assert seen["close"] == {code.name: int(code) for code in CloseCode}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.close_codes import CloseCode, should_reconnect
+from common.protocol import CloseCode, should_reconnect
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from realtime.websocket import BEARER_PREFIX, SUBPROTOCOL, credentials
+from common.protocol import BEARER_PREFIX, SUBPROTOCOL
+from realtime.websocket import credentials
 
 
 def test_the_query_token_wins_over_a_subprotocol_token() -> None:

@@ -44,7 +44,8 @@ export function icon(name) {
   return svg;
 }
 
-export const TERMINAL = new Set(["completed", "failed", "timeout", "cancelled", "rejected"]);
+/** Terminal statuses, from the protocol module the api generates (common/protocol.py). */
+export { TERMINAL } from "./protocol.js";
 
 export const STATUSES = {
   pending: { label: "Pending", icon: "clock" },

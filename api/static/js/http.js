@@ -1,5 +1,6 @@
 // REST calls with the access token; one retry after a refresh when the token was refused.
 
+import { BEARER_PREFIX, SUBPROTOCOL } from "./protocol.js";
 import * as session from "./session.js";
 
 /** An HTTP error in the API's shape: {error: {code, message, details, request_id}}. */
@@ -79,5 +80,5 @@ export function streamUrl(base, since) {
 
 /** The token travels in Sec-WebSocket-Protocol, never in the URL (docs/protocol.md). */
 export function streamProtocols(token) {
-  return ["sovd.v1", `bearer.${token}`];
+  return [SUBPROTOCOL, `${BEARER_PREFIX}${token}`];
 }

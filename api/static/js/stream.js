@@ -1,7 +1,7 @@
 // Follow one command's events over the realtime WebSocket (docs/protocol.md): resume
 // with since=<last seq> after a drop, never deliver an event twice, honour close codes.
 
-import { TERMINAL } from "./dom.js";
+import { CLOSE, TERMINAL, shouldReconnect } from "./protocol.js";
 import { streamProtocols, streamUrl } from "./http.js";
 import * as session from "./session.js";
 
@@ -18,22 +18,17 @@ export const State = Object.freeze({
   STOPPED: "stopped",
 });
 
-/** Close codes after which reconnecting cannot help (the 4400-4499 range included). */
+/** What to tell the user when the stream stops for good (which codes stop: protocol.js). */
 const STOP_REASONS = {
-  1000: "The server closed the stream.",
-  1008: "The stream refused the credentials.",
-  1009: "A message to the server was too large.",
-  4404: "This command does not exist or is not visible to you.",
-  4410: "Some events are no longer available; showing the stored state instead.",
-  4429: "Too many open streams for your user. Close other console tabs, then reload.",
+  [CLOSE.NORMAL]: "The server closed the stream.",
+  [CLOSE.POLICY_VIOLATION]: "The stream refused the credentials.",
+  [CLOSE.MESSAGE_TOO_BIG]: "A message to the server was too large.",
+  [CLOSE.SESSION_REVOKED]: "Your session was ended (signed out or disabled). Sign in again.",
+  [CLOSE.COMMAND_NOT_FOUND]: "This command does not exist or is not visible to you.",
+  [CLOSE.IDLE]: "The stream was idle and closed.",
+  [CLOSE.CANNOT_RECOVER]: "This command is no longer stored; showing what the API still has.",
+  [CLOSE.TOO_MANY_CONNECTIONS]: "Too many open streams for your user. Close other console tabs, then reload.",
 };
-/** Close codes that mean "reconnect with back-off" outside the 4000-4399 range. */
-const RECONNECT_CODES = new Set([1001, 1005, 1006, 1011, 1012, 1013]);
-
-export function shouldReconnect(code) {
-  if (code >= 4000 && code <= 4999) return code < 4400;
-  return RECONNECT_CODES.has(code);
-}
 
 /** Remember where the realtime process lives, from a websocket_url the API returned. */
 export function rememberStreamUrl(websocketUrl) {
@@ -164,7 +159,8 @@ export class CommandStream {
     this.#socket = null;
     if (this.#ended) return;
     const { code, reason } = event;
-    const expired = code === 4401 || (code === 1008 && /expired/i.test(reason));
+    const expired =
+      code === CLOSE.TOKEN_EXPIRED || (code === CLOSE.POLICY_VIOLATION && /expired/i.test(reason));
     if (expired && !this.#authRetried) {
       // The token ran out on the wire: rotate it, then resume where we were.
       this.#authRetried = true;
@@ -175,8 +171,8 @@ export class CommandStream {
       );
       return;
     }
-    if (code === 4410) {
-      this.#stop(STOP_REASONS[4410]);
+    if (code === CLOSE.CANNOT_RECOVER) {
+      this.#stop(STOP_REASONS[CLOSE.CANNOT_RECOVER]);
       this.#onLost({ last_seq: null });
       return;
     }

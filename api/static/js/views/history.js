@@ -2,10 +2,10 @@
 
 import { errorBox, h, replace, STATUSES } from "../dom.js";
 import { api } from "../http.js";
+import { STORED_STATUSES } from "../protocol.js";
 import { commandsTable } from "../render/commands.js";
 
 const PAGE_SIZE = 20;
-const STORED_STATUSES = ["pending", "in_progress", "completed", "failed", "timeout", "cancelled", "rejected"];
 
 export async function historyView(root, { query, navigate, user }) {
   const filters = {
