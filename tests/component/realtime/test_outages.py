@@ -14,6 +14,7 @@ from common.eventlog import EventLog
 from common.events import StatusEvent
 from common.keys import Keys
 from common.settings import Settings
+from common.tokens import decode_token
 from tests.component.realtime_support import (
     World,
     close_of,
@@ -143,3 +144,24 @@ def test_an_unexpected_failure_while_admitting_a_client_closes_with_1011(
 
     with open_ws(server, command_id, world.token(alice)) as ws:
         assert close_of(ws) == (1011, "Internal error")
+
+
+def test_a_revocation_pushed_while_the_relay_was_away_closes_the_stream_once_it_is_back(
+    settings: Settings, own_redis: RedisServer
+) -> None:
+    isolated = with_settings(settings, redis_url=own_redis.url)
+    world = World(isolated)
+    keys = Keys(isolated.key_prefix)
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    token = world.token(alice)
+    with realtime_server(isolated) as server, follow(server, command_id, token) as ws:
+        relay = service_of(server).relay
+        reconnects = relay.reconnects
+        admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
+        # The revocation is written, but its push never reached this relay.
+        jti = decode_token(isolated, token, "access").jti
+        admin.set(keys.revoked_access_token(jti), "1", ex=600)
+        admin.client_kill_filter(_type="pubsub")
+        wait_for(lambda: relay.reconnects > reconnects and relay.connected, what="a reconnect")
+        assert close_of(ws, timeout_s=10) == (4403, "Session revoked")
