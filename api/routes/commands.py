@@ -7,10 +7,20 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, State, Submitter, client_info
-from api.schemas import CommandCreate, CommandPublic, CommandsPublic, CommandSubmitted
+from api.schemas import (
+    MAX_OFFSET,
+    CommandCreate,
+    CommandPublic,
+    CommandsPublic,
+    CommandSubmitted,
+    HistoryBound,
+    day_end,
+    day_start,
+)
 from api.state import AppState
 from api.submission import submit
 from common.access import can_cancel_command, can_view_command, sees_all_commands
@@ -138,14 +148,39 @@ async def list_commands(
     user: CurrentUser,
     vehicle_id: uuid.UUID | None = None,
     status: CommandStatus | None = None,
+    start_date: Annotated[
+        HistoryBound | None,
+        Query(description="Submitted at or after (ISO 8601; a date means its midnight, UTC)."),
+    ] = None,
+    end_date: Annotated[
+        HistoryBound | None,
+        Query(description="Submitted at or before (ISO 8601; a date covers its whole day)."),
+    ] = None,
+    user_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Submitted by this user; for roles that see every command."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> CommandsPublic:
     """Commands newest first: engineers see their own, admins and viewers all."""
+    since = day_start(start_date) if start_date is not None else None
+    until = day_end(end_date) if end_date is not None else None
+    if since is not None and until is not None and since > until:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "end_date"),
+              "msg": "end_date is before start_date", "input": str(end_date)}]
+        )  # fmt: skip
+    if sees_all_commands(user.role):
+        owner = str(user_id) if user_id is not None else None
+    else:
+        owner = user.user_id  # engineers stay limited to their own, whatever they ask
     commands, total = await state.commands.list_commands(
-        user_id=None if sees_all_commands(user.role) else user.user_id,
+        user_id=owner,
         vehicle_id=str(vehicle_id) if vehicle_id else None,
         status=status,
+        since=since.timestamp() if since is not None else None,
+        until=until.timestamp() if until is not None else None,
         limit=limit,
         offset=offset,
     )
