@@ -13,6 +13,7 @@ from common.eventlog import AsyncEventLog
 from common.keys import Keys
 from common.policy import CommandPolicy, load_policies
 from common.ratelimit import RateLimiter
+from common.refresh_chain import RefreshChains
 from common.settings import Settings
 from common.users import UserStore
 from common.vehicles import VehicleStore
@@ -33,7 +34,10 @@ class AppState:
     policies: dict[str, CommandPolicy]
     audit: AsyncAuditLog
     login_limiter: RateLimiter
+    #: Per username across every address (rotating addresses does not reset it).
+    login_user_limiter: RateLimiter
     submit_limiter: RateLimiter
+    refresh_chains: RefreshChains
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, broker: WakingRedisBroker) -> AppState:
@@ -57,6 +61,13 @@ class AppState:
                 limit=settings.login_rate_per_minute,
                 window_s=60,
             ),
+            login_user_limiter=RateLimiter(
+                client,
+                keys.rate_limit("login-user"),
+                limit=settings.login_rate_per_username_per_minute,
+                window_s=60,
+            ),
+            refresh_chains=RefreshChains(client, keys, settings),
             submit_limiter=RateLimiter(
                 client,
                 keys.rate_limit("submit"),

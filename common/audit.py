@@ -29,6 +29,8 @@ class AuditAction(StrEnum):
     LOGIN_FAILED = "login_failed"
     LOGOUT = "logout"
     TOKEN_REFRESHED = "token_refreshed"  # noqa: S105 - an action name, not a secret
+    #: A rotated refresh token was presented again: its whole chain was revoked.
+    TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - an action name, not a secret
     ACCESS_DENIED = "access_denied"
     SUBSCRIPTION_REFUSED = "subscription_refused"
     COMMAND_SUBMITTED = "command_submitted"

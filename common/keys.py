@@ -28,6 +28,10 @@ class Keys:
     def refresh_token(self, jti: str) -> str:
         return f"{self.prefix}:refresh:{jti}"
 
+    def refresh_family(self, family: str) -> str:
+        """One refresh-token chain: its tokens' ids and expiries (``common.refresh_chain``)."""
+        return f"{self.prefix}:refresh-family:{family}"
+
     def revoked_access_token(self, jti: str) -> str:
         return f"{self.prefix}:revoked:{jti}"
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=64 * 1024, gt=0)
     #: Login attempts per client address and username, per minute.
     login_rate_per_minute: int = Field(default=10, gt=0)
+    #: Login attempts per username from all addresses together, per minute.
+    login_rate_per_username_per_minute: int = Field(default=30, gt=0)
+    #: Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and
+    #: X-Forwarded-Proto the api believes; empty means the peer's own address is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
     #: Command submissions per user, per minute.
     submit_rate_per_minute: int = Field(default=120, gt=0)
 
