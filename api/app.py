@@ -9,10 +9,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.console import install_console
 from api.deps import client_info
-from api.metrics import ApiMetrics, HttpMetrics, metrics_endpoint
+from api.metrics import ApiMetrics, HttpMetrics, MetricsListener, metrics_endpoint
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.openapi import install_openapi
 from api.routes import audit, auth, command_types, commands, health, vehicles
@@ -72,7 +73,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(MetricsListener, port=settings.api_metrics_port)
     app.add_middleware(RequestIdMiddleware)
+    if settings.trusted_proxies:
+        # Only these peers may say who the client is (X-Forwarded-For / -Proto).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in (
         auth.router,
         vehicles.router,

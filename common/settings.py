@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_JWT_SECRET", "Settings", "get_settings"]
 
@@ -60,7 +62,13 @@ class Settings(BaseSettings):
     login_rate_per_username_per_minute: int = Field(default=30, gt=0)
     #: Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and
     #: X-Forwarded-Proto the api believes; empty means the peer's own address is the client.
-    trusted_proxies: list[str] = Field(default_factory=list)
+    #: Comma-separated or a JSON list.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: A listener serving only the api's /metrics (0: none); keep it on loopback.
+    api_metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = Field(default=9180, ge=0, le=65535)
+    #: When set, /metrics also answers on the api port to ``Authorization: Bearer <token>``.
+    metrics_token: str = ""
     #: Command submissions per user, per minute.
     submit_rate_per_minute: int = Field(default=120, gt=0)
 
@@ -119,6 +127,28 @@ class Settings(BaseSettings):
     sim_delay_scale: float = Field(default=1.0, ge=0)
     seed_demo: bool = True
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"SOVD_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secret_outside_dev(self) -> Settings:
         if self.env != "dev" and self.jwt_secret == DEFAULT_JWT_SECRET:
@@ -127,6 +157,10 @@ class Settings(BaseSettings):
             )
         if len(self.jwt_secret) < 32:
             raise ValueError("SOVD_JWT_SECRET must be at least 32 characters long")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ValueError("SOVD_METRICS_TOKEN must be empty or at least 16 characters long")
+        if self.api_metrics_port and self.api_metrics_port == self.api_port:
+            raise ValueError("SOVD_API_METRICS_PORT must differ from SOVD_API_PORT")
         return self
 
     @property

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import threading
 from collections.abc import Iterator
 
 import httpx2 as httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from api.app import create_app
+from api.server import listeners, uvicorn_config
 from common.settings import Settings
 from tests.component.conftest import PASSWORDS, login
-from tests.support import ServerThread, timeout
+from tests.support import ServerThread, free_port, timeout, wait_for
 
 
 @pytest.fixture
@@ -114,3 +119,124 @@ def test_logout_with_the_refresh_token_ends_its_chain(api: TestClient) -> None:
     assert response.status_code == 204
     assert _refresh(api, second["refresh_token"]).status_code == 401
     assert _me(api, first["access_token"]) == 401
+
+
+# -- the entry point: forwarded headers, login limits, metrics --------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Running:
+    api: str
+    metrics: str
+
+
+@contextlib.contextmanager
+def entry_point(settings: Settings, **overrides: object) -> Iterator[Running]:
+    """The api as ``python -m api`` runs it (its uvicorn config and listeners), on free ports."""
+    settings = settings.model_copy(
+        update={"api_port": free_port(), "api_metrics_port": free_port(), **overrides}
+    )
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings)))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": listeners(settings)}, daemon=True
+    )
+    thread.start()
+    wait_for(lambda: server.started, timeout_s=15, what="the api to start")
+    try:
+        yield Running(
+            api=f"http://127.0.0.1:{settings.api_port}",
+            metrics=f"http://127.0.0.1:{settings.api_metrics_port}",
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout(15))
+
+
+def _login_codes(base: str, username: str, forwarded: list[str]) -> list[int]:
+    codes = []
+    for address in forwarded:
+        response = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"username": username, "password": "wrong-password"},
+            headers={"X-Forwarded-For": address},
+            timeout=timeout(10),
+        )
+        codes.append(response.status_code)
+    return codes
+
+
+def _audit_addresses(base: str) -> set[str | None]:
+    credentials = {"username": "admin", "password": PASSWORDS["admin"]}
+    token = httpx.post(f"{base}/api/v1/auth/login", json=credentials).json()["access_token"]
+    entries = httpx.get(
+        f"{base}/api/v1/audit?action=login_failed",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["entries"]
+    return {entry["ip"] for entry in entries}
+
+
+def test_rotating_x_forwarded_for_from_loopback_does_not_reset_the_login_limit(
+    settings: Settings,
+) -> None:
+    addresses = [f"203.0.113.{n}" for n in range(1, 6)]
+    with entry_point(settings, login_rate_per_minute=3) as running:
+        assert _login_codes(running.api, "engineer", addresses) == [401, 401, 401, 429, 429]
+        # Nobody forwarded: the audit trail names the real peer, not the forged header.
+        assert _audit_addresses(running.api) == {"127.0.0.1"}
+
+
+def test_behind_a_trusted_proxy_each_client_counts_and_one_username_is_limited_overall(
+    settings: Settings,
+) -> None:
+    addresses = [f"203.0.113.{n}" for n in range(1, 8)]
+    with entry_point(
+        settings,
+        trusted_proxies=["127.0.0.1/32"],
+        login_rate_per_minute=3,
+        login_rate_per_username_per_minute=5,
+    ) as running:
+        codes = _login_codes(running.api, "engineer", addresses)
+        assert codes == [401] * 5 + [429] * 2
+        assert _audit_addresses(running.api) == set(addresses[:5])
+        # Another username is not locked out by the first one's attempts.
+        assert _login_codes(running.api, "viewer", ["198.51.100.1"]) == [401]
+
+
+def test_metrics_are_served_on_the_loopback_metrics_listener_only(settings: Settings) -> None:
+    with entry_point(settings) as running:
+        public = httpx.get(f"{running.api}/metrics", timeout=timeout(5))
+        assert public.status_code == 404
+        scraped = httpx.get(f"{running.metrics}/metrics", timeout=timeout(5))
+        assert scraped.status_code == 200
+        assert "sovd_http_requests_total" in scraped.text
+        assert scraped.headers["content-type"].startswith("text/plain")
+        # The metrics listener is no back door to the api.
+        assert httpx.get(f"{running.metrics}/api/v1/vehicles").status_code == 404
+        assert httpx.get(f"{running.metrics}/health/live").status_code == 404
+
+
+def test_with_a_metrics_token_the_api_port_serves_metrics_to_its_bearer_only(
+    settings: Settings,
+) -> None:
+    token = "metrics-token-0123456789"
+    with entry_point(settings, metrics_token=token, api_metrics_port=0) as running:
+        url = f"{running.api}/metrics"
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_trusted_proxies_must_be_addresses_or_networks(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="not an IP address or network"):
+        Settings(**{**settings.model_dump(), "trusted_proxies": ["*"]})
+
+
+def test_trusted_proxies_read_from_the_environment_as_a_list_or_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOVD_TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16")
+    assert Settings(_env_file=None).trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
+    monkeypatch.setenv("SOVD_TRUSTED_PROXIES", '["10.0.0.1"]')
+    assert Settings(_env_file=None).trusted_proxies == ["10.0.0.1"]
+    monkeypatch.delenv("SOVD_TRUSTED_PROXIES")
+    assert Settings(_env_file=None).trusted_proxies == []
