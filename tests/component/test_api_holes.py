@@ -16,7 +16,8 @@ from httpx2 import Response
 from api.app import create_app
 from api.server import listeners, uvicorn_config
 from common.settings import Settings
-from tests.component.conftest import PASSWORDS, login
+from common.users import Role
+from tests.component.conftest import PASSWORDS, create_user, login, vehicle
 from tests.support import ServerThread, free_port, timeout, wait_for
 
 
@@ -240,3 +241,33 @@ def test_trusted_proxies_read_from_the_environment_as_a_list_or_comma_separated(
     assert Settings(_env_file=None).trusted_proxies == ["10.0.0.1"]
     monkeypatch.delenv("SOVD_TRUSTED_PROXIES")
     assert Settings(_env_file=None).trusted_proxies == []
+
+
+# -- who may learn which command blocks a vehicle ---------------------------------------------
+
+
+def _submit(api: TestClient, headers: dict[str, str], name: str = "ReadDTC") -> Response:
+    params = {"ecuAddress": "0x10"}
+    body = {"vehicle_id": vehicle().vehicle_id, "command_name": name, "command_params": params}
+    return api.post("/api/v1/commands", headers=headers, json=body)
+
+
+def test_a_busy_vehicle_names_the_blocking_command_only_to_who_may_see_it(
+    api: TestClient, settings: Settings
+) -> None:
+    create_user(settings, "other", Role.ENGINEER)
+    theirs = _submit(api, login(api, "other", "other-password"))
+    assert theirs.status_code == 202
+    blocker = theirs.json()["command_id"]
+    # An engineer sees only their own commands: the refusal must not leak the other's id.
+    refused = _submit(api, login(api, "engineer"), "ClearDTC")
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert blocker not in refused.text
+    assert "blocking_command_id" not in (error.get("details") or {})
+    assert error["message"].startswith(f"Vehicle {vehicle().vehicle_id} is busy")
+    # The owner and an admin may read that command, so they are told which one it is.
+    for headers in (login(api, "other", "other-password"), login(api, "admin")):
+        named = _submit(api, headers, "ClearDTC")
+        assert named.status_code == 409
+        assert named.json()["error"]["details"]["blocking_command_id"] == blocker
