@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import uuid
 from collections.abc import Iterator
 
 import httpx2 as httpx
@@ -271,3 +272,38 @@ def test_a_busy_vehicle_names_the_blocking_command_only_to_who_may_see_it(
         named = _submit(api, headers, "ClearDTC")
         assert named.status_code == 409
         assert named.json()["error"]["details"]["blocking_command_id"] == blocker
+
+
+# -- the OpenAPI document tells the truth --------------------------------------------------------
+
+
+def test_the_openapi_document_lists_what_the_api_really_answers(api: TestClient) -> None:
+    document = api.get("/openapi.json").json()
+    paths = document["paths"]
+    schemas = document["components"]["schemas"]
+    assert schemas["CommandCreate"]["properties"]["command_name"]["enum"] == [
+        "ClearDTC", "ReadDTC", "ReadDataByID",
+    ]  # fmt: skip
+    assert set(schemas["ErrorResponse"]["properties"]) == {"error", "detail"}
+    assert "detail" in schemas["ErrorResponse"]["required"]
+    assert {"401", "429", "400", "413"} <= set(paths["/api/v1/auth/login"]["post"]["responses"])
+    assert "401" in paths["/api/v1/auth/refresh"]["post"]["responses"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            codes = set(operation["responses"])
+            if "{" in path:
+                assert "404" in codes, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413"} <= codes, (method, path)
+            if path.startswith("/api/"):
+                assert "503" in codes, (method, path)
+    listing = {p["name"] for p in paths["/api/v1/commands"]["get"]["parameters"]}
+    assert {"start_date", "end_date", "user_id", "limit", "offset"} <= listing
+
+
+def test_an_error_body_carries_detail_beside_the_error_object(api: TestClient) -> None:
+    response = api.get(f"/api/v1/commands/{uuid.uuid4()}", headers=login(api, "viewer"))
+    assert response.status_code == 404
+    body = response.json()
+    assert body["detail"] == body["error"]["message"]
+    assert body["error"]["code"] == "not_found"
