@@ -6,10 +6,14 @@ means two parties hold it (a leaked token), so the chain ends: every refresh tok
 it stops working and every access token issued in it is revoked (OAuth 2.0 Security
 BCP, refresh token rotation). The caller records the reuse in the audit trail.
 
+A second use within ``SOVD_REFRESH_REUSE_GRACE_S`` of the first is refused without
+ending the chain: that is two tabs of one browser refreshing at the same moment, and
+the one that lost adopts the pair the other stored.
+
 Redis, per chain and per token (names from ``common.keys``):
 
 - ``refresh:{jti}``, a hash ``user_id``, ``family``, ``state`` (``live`` or ``used``),
-  kept until the token expires so that a reuse is recognised;
+  ``used_at``, kept until the token expires so that a reuse is recognised;
 - ``refresh-family:{family}``, a hash ``r:{jti}`` / ``a:{jti}`` -> expiry (epoch s) of
   each refresh and access token of the chain, and ``revoked`` once it ended.
 """
@@ -48,9 +52,11 @@ return 1
 
 _ROTATE_SCRIPT = """
 -- KEYS: refresh token record
--- ARGV: the token's subject (user id)
--- Returns {outcome, family}: 'ok' (now used), 'reused' (used before) or 'missing'.
+-- ARGV: the token's subject (user id), now (epoch s), reuse grace (s)
+-- Returns {outcome, family}: 'ok' (now used), 'reused' (used before, past the grace),
+-- or 'missing' (unknown, revoked, or used again within the grace).
 local record_key, subject = KEYS[1], ARGV[1]
+local now, grace = tonumber(ARGV[2]), tonumber(ARGV[3])
 local kind = redis.call('TYPE', record_key).ok
 if kind == 'string' then
   -- a token issued before chains existed: works once, starts a new chain
@@ -59,10 +65,14 @@ if kind == 'string' then
   return {'missing', ''}
 end
 if kind ~= 'hash' then return {'missing', ''} end
-local fields = redis.call('HMGET', record_key, 'user_id', 'family', 'state')
+local fields = redis.call('HMGET', record_key, 'user_id', 'family', 'state', 'used_at')
 if fields[1] ~= subject then return {'missing', ''} end
-if fields[3] == 'used' then return {'reused', fields[2]} end
-redis.call('HSET', record_key, 'state', 'used')
+if fields[3] == 'used' then
+  -- two tabs refreshing with the same token at once: refused, but not a theft
+  if now - tonumber(fields[4] or '0') < grace then return {'missing', ''} end
+  return {'reused', fields[2]}
+end
+redis.call('HSET', record_key, 'state', 'used', 'used_at', ARGV[2])
 return {'ok', fields[2]}
 """
 
@@ -124,7 +134,8 @@ class RefreshChains:
     async def rotate(self, claims: TokenClaims) -> tuple[Rotation, str]:
         """Use the refresh token of ``claims`` once: ``(outcome, family)``."""
         outcome, family = await self._rotate(
-            keys=[self._keys.refresh_token(claims.jti)], args=[claims.sub]
+            keys=[self._keys.refresh_token(claims.jti)],
+            args=[claims.sub, time.time(), self._settings.refresh_reuse_grace_s],
         )
         return Rotation(str(outcome)), str(family)
 

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "sovd-clients"
     access_token_ttl_s: int = Field(default=900, gt=0)
     refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    #: A used refresh token presented again this soon is refused without revoking its
+    #: chain (tabs racing); later, the whole chain is revoked (common/refresh_chain.py).
+    refresh_reuse_grace_s: float = Field(default=5.0, ge=0, le=60)
 
     # Network
     api_host: str = "127.0.0.1"

@@ -74,9 +74,17 @@ def _me(api: TestClient, access_token: str) -> int:
     return api.get("/api/v1/auth/me", headers=headers).status_code
 
 
+@pytest.fixture
+def strict_refresh(settings: Settings) -> Iterator[TestClient]:
+    """The api with no reuse grace: a second use of a refresh token is a theft at once."""
+    with TestClient(create_app(settings.model_copy(update={"refresh_reuse_grace_s": 0}))) as api:
+        yield api
+
+
 def test_reusing_a_rotated_refresh_token_revokes_the_whole_chain_with_an_audit_entry(
-    api: TestClient,
+    strict_refresh: TestClient,
 ) -> None:
+    api = strict_refresh
     first = api.post(
         "/api/v1/auth/login", json={"username": "engineer", "password": PASSWORDS["engineer"]}
     ).json()
@@ -100,7 +108,10 @@ def test_reusing_a_rotated_refresh_token_revokes_the_whole_chain_with_an_audit_e
     assert entries[0]["details"]["revoked_tokens"] == 6  # three refresh, three access
 
 
-def test_a_reuse_leaves_other_sessions_of_the_same_user_alone(api: TestClient) -> None:
+def test_a_reuse_leaves_other_sessions_of_the_same_user_alone(
+    strict_refresh: TestClient,
+) -> None:
+    api = strict_refresh
     credentials = {"username": "engineer", "password": PASSWORDS["engineer"]}
     laptop = api.post("/api/v1/auth/login", json=credentials).json()
     phone = api.post("/api/v1/auth/login", json=credentials).json()
@@ -108,6 +119,18 @@ def test_a_reuse_leaves_other_sessions_of_the_same_user_alone(api: TestClient) -
     assert _refresh(api, laptop["refresh_token"]).status_code == 401
     assert _me(api, phone["access_token"]) == 200
     assert _refresh(api, phone["refresh_token"]).status_code == 200
+
+
+def test_a_second_use_within_the_grace_is_refused_but_ends_nothing(api: TestClient) -> None:
+    """Two tabs refreshing with one stored token at once: one wins, the other adopts."""
+    credentials = {"username": "engineer", "password": PASSWORDS["engineer"]}
+    first = api.post("/api/v1/auth/login", json=credentials).json()
+    winner = _refresh(api, first["refresh_token"])
+    assert winner.status_code == 200
+    loser = _refresh(api, first["refresh_token"])
+    assert loser.status_code == 401
+    assert _me(api, winner.json()["access_token"]) == 200
+    assert _refresh(api, winner.json()["refresh_token"]).status_code == 200
 
 
 def test_logout_with_the_refresh_token_ends_its_chain(api: TestClient) -> None:
