@@ -148,4 +148,8 @@ class CommandsPublic(BaseModel):
     commands: list[CommandPublic]
     limit: int
     offset: int
-    total: int
+    total: int = Field(description="Every command matching the filters.")
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as `cursor` for the next page; null on the last page.",
+    )

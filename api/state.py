@@ -10,6 +10,7 @@ from common.audit import AsyncAuditLog
 from common.broker import WakingRedisBroker
 from common.command_store import CommandStore
 from common.eventlog import AsyncEventLog
+from common.history import CommandHistory
 from common.keys import Keys
 from common.policy import CommandPolicy, load_policies
 from common.ratelimit import RateLimiter
@@ -38,6 +39,7 @@ class AppState:
     login_user_limiter: RateLimiter
     submit_limiter: RateLimiter
     refresh_chains: RefreshChains
+    history: CommandHistory
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, broker: WakingRedisBroker) -> AppState:
@@ -68,6 +70,7 @@ class AppState:
                 window_s=60,
             ),
             refresh_chains=RefreshChains(client, keys, settings),
+            history=CommandHistory(client, keys),
             submit_limiter=RateLimiter(
                 client,
                 keys.rate_limit("submit"),

@@ -116,32 +116,23 @@ class CommandStore:
         user_id: str | None = None,
         vehicle_id: str | None = None,
         status: CommandStatus | None = None,
-        since: float | None = None,
-        until: float | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[CommandRecord], int]:
-        """Newest first, filtered; returns ``(page, total matching)``.
-
-        ``since`` and ``until`` bound the submission time (epoch seconds, inclusive).
-        """
+        """Newest first, filtered; returns ``(page, total matching)``."""
         if user_id is not None:
             index = self._keys.commands_by_user(user_id)
         elif vehicle_id is not None:
             index = self._keys.commands_by_vehicle(vehicle_id)
         else:
             index = self._keys.commands
-        low = "-inf" if since is None else repr(since)
-        high = "+inf" if until is None else repr(until)
         needs_filter = status is not None or (user_id is not None and vehicle_id is not None)
         if not needs_filter:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zcount(index, low, high)
-                pipe.zrevrangebyscore(index, high, low, start=offset, num=limit)
-                total, page = await pipe.execute()
-            return await self._load(cast(list[str], page)), int(total)
+            total = await self._client.zcard(index)
+            ids = cast(list[str], await self._client.zrevrange(index, offset, offset + limit - 1))
+            return await self._load(ids), total
         # Filtered listing walks the index; fine for a fleet's command history per user/vehicle.
-        ids = cast(list[str], await self._client.zrevrangebyscore(index, high, low))
+        ids = cast(list[str], await self._client.zrevrange(index, 0, -1))
         matching = [
             c
             for c in await self._load(ids)

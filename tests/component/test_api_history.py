@@ -171,3 +171,69 @@ def test_audit_time_bounds_at_the_calendars_edges_are_no_server_error(
 ) -> None:
     response = api.get(f"/api/v1/audit?{query}", headers=login(api, "admin"))
     assert response.status_code == 200, response.text
+
+
+# -- cursor paging ------------------------------------------------------------------------------
+
+
+def _page(api: TestClient, query: str, headers: dict[str, str]) -> tuple[list[str], str | None]:
+    response = api.get(f"/api/v1/commands?{query}", headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return [c["command_id"] for c in body["commands"]], body["next_cursor"]
+
+
+def _walk(api: TestClient, query: str, headers: dict[str, str]) -> list[str]:
+    """Every id, following next_cursor from the first page to the last."""
+    seen, cursor = [], None
+    for _ in range(100):
+        suffix = f"&cursor={cursor}" if cursor else ""
+        ids, cursor = _page(api, query + suffix, headers)
+        seen += ids
+        if cursor is None:
+            return seen
+    raise AssertionError("next_cursor never ended")
+
+
+def test_cursor_paging_neither_repeats_nor_skips_while_new_commands_arrive(
+    api: TestClient, settings: Settings
+) -> None:
+    engineer = _user_id(settings, "engineer")
+    older = _store(settings, engineer, *(datetime(2026, 1, d, tzinfo=UTC) for d in range(1, 6)))
+    headers = login(api, "admin")
+    first, cursor = _page(api, "limit=2", headers)
+    assert first == [older[4], older[3]]
+    assert cursor is not None
+    _store(settings, engineer, *(datetime(2026, 2, d, tzinfo=UTC) for d in range(1, 4)))
+    second, cursor = _page(api, f"limit=2&cursor={cursor}", headers)
+    assert second == [older[2], older[1]]
+    last, cursor = _page(api, f"limit=2&cursor={cursor}", headers)
+    assert (last, cursor) == ([older[0]], None)
+
+
+def test_cursor_paging_is_stable_across_equal_submission_times_and_filters(
+    api: TestClient, settings: Settings
+) -> None:
+    engineer = _user_id(settings, "engineer")
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    same = _store(settings, engineer, *([moment] * 5))
+    earlier = _store(settings, engineer, datetime(2025, 12, 31, tzinfo=UTC))
+    headers = login(api, "admin")
+    expected = [*sorted(same, reverse=True), *earlier]
+    assert _walk(api, "limit=2", headers) == expected
+    assert _walk(api, "limit=3&status=completed", headers) == expected
+    assert _walk(api, f"limit=1&user_id={engineer}&vehicle_id={vehicle().vehicle_id}", headers) == (
+        expected
+    )
+    assert _walk(api, "limit=2&end_date=2026-01-01T00:00:00Z", headers) == expected
+    assert _walk(api, "limit=2&start_date=2026-01-01", headers) == expected[:5]
+    # offset counts from the cursor
+    _, cursor = _page(api, "limit=2", headers)
+    assert _page(api, f"limit=2&offset=1&cursor={cursor}", headers)[0] == expected[3:5]
+
+
+@pytest.mark.parametrize("cursor", ["nonsense", "bmFufDEyMw", "", "a" * 300])
+def test_a_cursor_the_api_did_not_return_is_422(api: TestClient, cursor: str) -> None:
+    response = api.get(f"/api/v1/commands?cursor={cursor}", headers=login(api, "admin"))
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("cursor: ")
