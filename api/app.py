@@ -25,6 +25,7 @@ from common.fleet import seed_demo
 from common.http_errors import error_response, install_error_handlers
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
+from common.retention import RetentionSweeper
 from common.settings import Settings
 
 __all__ = ["create_app"]
@@ -45,9 +46,17 @@ def create_app(settings: Settings) -> FastAPI:
             created = await seed_demo(client, state.keys)
             if created:
                 log.info("demo_users_created", usernames=created)
+        retention = RetentionSweeper(
+            client,
+            state.keys,
+            retention_s=settings.command_retention_days * 86400,
+            interval_s=settings.retention_sweep_interval_s,
+        )
+        retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             await broker.aclose_async()
             broker.close()
             await client.aclose()

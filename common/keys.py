@@ -82,6 +82,11 @@ class Keys:
     def commands_by_vehicle(self, vehicle_id: str) -> str:
         return f"{self.prefix}:commands:vehicle:{vehicle_id}"
 
+    @property
+    def retention_lock(self) -> str:
+        """Held by the api process running this round's retention sweep."""
+        return f"{self.prefix}:retention-lock"
+
     def rate_limit(self, scope: str) -> str:
         """Prefix of one rate limit's counters (``<prefix>:<subject>:<window>``)."""
         return f"{self.prefix}:ratelimit:{scope}"

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     #: Command submissions per user, per minute.
     submit_rate_per_minute: int = Field(default=120, gt=0)
 
+    # Command history retention (common/retention.py)
+    #: Ended commands submitted longer ago than this are removed with their responses.
+    command_retention_days: float = Field(default=30.0, gt=0)
+    retention_sweep_interval_s: float = Field(default=600.0, gt=0)
+
     # Audit trail
     audit_max_entries: int = Field(default=100_000, gt=0)
     audit_retention_days: int = Field(default=90, gt=0)
