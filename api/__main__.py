@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
+from api.server import listeners, uvicorn_config
 from common.logging import configure_logging
 from common.redis_client import wait_for_redis
 from common.settings import get_settings
@@ -14,14 +15,8 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings, "api")
     wait_for_redis(settings.effective_redis_url)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        proxy_headers=True,
-        ws="none",
-    )
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings)))
+    server.run(sockets=listeners(settings))
 
 
 if __name__ == "__main__":

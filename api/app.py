@@ -9,10 +9,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.console import install_console
 from api.deps import client_info
-from api.metrics import ApiMetrics, HttpMetrics, metrics_endpoint
+from api.metrics import ApiMetrics, HttpMetrics, MetricsListener, metrics_endpoint
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.openapi import install_openapi
 from api.routes import audit, auth, command_types, commands, health, vehicles
@@ -24,6 +25,7 @@ from common.fleet import seed_demo
 from common.http_errors import error_response, install_error_handlers
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
+from common.retention import RetentionSweeper
 from common.settings import Settings
 
 __all__ = ["create_app"]
@@ -44,9 +46,17 @@ def create_app(settings: Settings) -> FastAPI:
             created = await seed_demo(client, state.keys)
             if created:
                 log.info("demo_users_created", usernames=created)
+        retention = RetentionSweeper(
+            client,
+            state.keys,
+            retention_s=settings.command_retention_days * 86400,
+            interval_s=settings.retention_sweep_interval_s,
+        )
+        retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             await broker.aclose_async()
             broker.close()
             await client.aclose()
@@ -72,7 +82,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(MetricsListener, port=settings.api_metrics_port)
     app.add_middleware(RequestIdMiddleware)
+    if settings.trusted_proxies:
+        # Only these peers may say who the client is (X-Forwarded-For / -Proto).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in (
         auth.router,
         vehicles.router,

@@ -7,6 +7,7 @@ across any number of worker processes; the api reads them at scrape time.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterator
 from typing import Any, cast
@@ -20,8 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.state import AppState
 from common.eventlog import DURATION_BUCKETS_S
+from common.http_errors import error_response
 
-__all__ = ["ApiMetrics", "HttpMetrics"]
+__all__ = ["ApiMetrics", "HttpMetrics", "MetricsListener", "metrics_endpoint"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -132,8 +134,47 @@ def _route_template(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
+#: Scope key set by ``MetricsListener`` on requests that came in on the metrics listener.
+_ON_METRICS_LISTENER = "sovd.metrics_listener"
+
+
+class MetricsListener:
+    """The metrics listener serves ``/metrics`` and nothing else (pure ASGI).
+
+    A request belongs to it when it arrived on its port (``scope["server"]``, the local
+    socket's address: no header a client sends can change it).
+    """
+
+    def __init__(self, app: ASGIApp, *, port: int) -> None:
+        self.app = app
+        self.port = port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if self.port and scope["type"] == "http" and server and server[1] == self.port:
+            if scope["path"] != "/metrics":
+                await error_response(404, "not_found", "Not Found")(scope, receive, send)
+                return
+            scope[_ON_METRICS_LISTENER] = True
+        await self.app(scope, receive, send)
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus exposition."""
+    """Prometheus exposition: on the metrics listener, or with the metrics token."""
     state: AppState = request.app.state.sovd
+    if not request.scope.get(_ON_METRICS_LISTENER):
+        token = state.settings.metrics_token
+        if not token:
+            return error_response(404, "not_found", "Not Found")
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), token.encode()
+        ):
+            return error_response(
+                401,
+                "unauthorized",
+                "The metrics token is missing or wrong",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     metrics: ApiMetrics = request.app.state.metrics
     return await metrics.render(state)

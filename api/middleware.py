@@ -55,7 +55,12 @@ class SecurityHeaders:
 
 
 class BodySizeLimit:
-    """413 for a body over ``max_bytes``, by Content-Length or while streaming."""
+    """413 for a body over ``max_bytes``, by Content-Length or while it streams in.
+
+    The body is read here, before the app sees it: a limit raised from inside the app's
+    own ``receive`` would be caught by FastAPI's body parsing and turned into a 400.
+    Bodies are small (the limit is tens of KiB), so holding one costs nothing.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -65,29 +70,39 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message_text = f"Request body larger than {self.max_bytes} bytes"
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                response = error_response(413, "payload_too_large", message_text)
-                await response(scope, receive, send)
+                await self._refuse(scope, receive, send)
                 return
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            response = error_response(413, "payload_too_large", message_text)
-            await response(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # what follows the body: http.disconnect
 
+        await self.app(scope, replay, send)
 
-class _TooLarge(Exception):
-    pass
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"Request body larger than {self.max_bytes} bytes"
+        response = error_response(
+            413, "payload_too_large", message, headers={"Connection": "close"}
+        )
+        await response(scope, receive, send)

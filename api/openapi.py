@@ -22,14 +22,34 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+    detail: str = Field(
+        description="`error.message` again, where FastAPI's convention puts it, for clients "
+        "written for that convention."
+    )
 
 
 _REF = {"$ref": "#/components/schemas/ErrorResponse"}
-_COMMON_ERRORS = {
-    "401": "Missing, invalid, expired or revoked token",
-    "413": "Request body too large",
-    "503": "Storage or broker temporarily unavailable",
-}
+_UNAVAILABLE = ("503", "Storage or broker temporarily unavailable")
+_UNAUTHORIZED = ("401", "Missing, invalid, expired or revoked token")
+_NOT_FOUND = ("404", "Not found, or not visible to the caller")
+_BODY_ERRORS = (
+    ("400", "The body is not JSON text (bytes that are not UTF-8, say)"),
+    ("413", "Request body too large"),
+)
+
+
+def _implied_errors(path: str, operation: dict[str, Any]) -> list[tuple[str, str]]:
+    """The error statuses an operation can answer by its shape, whatever its route says."""
+    implied = []
+    if path.startswith("/api/"):
+        implied.append(_UNAVAILABLE)
+    if "security" in operation:
+        implied.append(_UNAUTHORIZED)
+    if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+        implied.append(_NOT_FOUND)
+    if "requestBody" in operation:
+        implied.extend(_BODY_ERRORS)
+    return implied
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -51,9 +71,8 @@ def install_openapi(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                if path.startswith("/api/") and "security" in operation:
-                    for code, text in _COMMON_ERRORS.items():
-                        responses.setdefault(code, {"description": text})
+                for code, text in _implied_errors(path, operation):
+                    responses.setdefault(code, {"description": text})
                 for code, response in responses.items():
                     if code[0] in "45":
                         response["content"] = {"application/json": {"schema": _REF}}

@@ -10,9 +10,11 @@ from common.audit import AsyncAuditLog
 from common.broker import WakingRedisBroker
 from common.command_store import CommandStore
 from common.eventlog import AsyncEventLog
+from common.history import CommandHistory
 from common.keys import Keys
 from common.policy import CommandPolicy, load_policies
 from common.ratelimit import RateLimiter
+from common.refresh_chain import RefreshChains
 from common.settings import Settings
 from common.users import UserStore
 from common.vehicles import VehicleStore
@@ -33,7 +35,11 @@ class AppState:
     policies: dict[str, CommandPolicy]
     audit: AsyncAuditLog
     login_limiter: RateLimiter
+    #: Per username across every address (rotating addresses does not reset it).
+    login_user_limiter: RateLimiter
     submit_limiter: RateLimiter
+    refresh_chains: RefreshChains
+    history: CommandHistory
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, broker: WakingRedisBroker) -> AppState:
@@ -57,6 +63,14 @@ class AppState:
                 limit=settings.login_rate_per_minute,
                 window_s=60,
             ),
+            login_user_limiter=RateLimiter(
+                client,
+                keys.rate_limit("login-user"),
+                limit=settings.login_rate_per_username_per_minute,
+                window_s=60,
+            ),
+            refresh_chains=RefreshChains(client, keys, settings),
+            history=CommandHistory(client, keys),
             submit_limiter=RateLimiter(
                 client,
                 keys.rate_limit("submit"),

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from api.schemas import CommandCreate
 from api.state import AppState
+from common.access import can_view_command
 from common.audit import AuditAction
 from common.broker import command_message
 from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus, CommandType
@@ -138,7 +139,7 @@ async def submit(
         )
         raise _rejection(vehicle, command)
     try:
-        await _admit(state, command, command_type, policy)
+        await _admit(state, user, command, command_type, policy)
     except ConflictError:
         if idem_key is not None:
             await state.redis.delete(idem_key)  # nothing was created: the key may be reused
@@ -171,7 +172,11 @@ async def _replay(state: AppState, idem_key: str, fingerprint: str, vehicle: Veh
 
 
 async def _admit(
-    state: AppState, command: CommandRecord, command_type: CommandType, policy: CommandPolicy
+    state: AppState,
+    user: User,
+    command: CommandRecord,
+    command_type: CommandType,
+    policy: CommandPolicy,
 ) -> None:
     grace = state.settings.deadline_grace_s
     assert command.deadline_at is not None  # set by submit()
@@ -182,10 +187,17 @@ async def _admit(
         deadline_ts=command.deadline_at.timestamp() + grace,
     )
     if blocking is not None:
+        # Name the blocking command only to someone who may read it (off the hot path).
+        blocker = await state.commands.get(blocking)
+        if blocker is not None and can_view_command(user.role, user.user_id, blocker):
+            raise ConflictError(
+                f"Vehicle {command.vehicle_id} is busy with command {blocking}; try again "
+                "when it has finished",
+                blocking_command_id=blocking,
+            )
         raise ConflictError(
-            f"Vehicle {command.vehicle_id} is busy with command {blocking}; try again when "
-            "it has finished",
-            blocking_command_id=blocking,
+            f"Vehicle {command.vehicle_id} is busy with another user's command; try again "
+            "when it has finished"
         )
 
 

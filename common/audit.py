@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from common.keys import Keys
 from common.settings import Settings
+from common.timeutil import epoch_ms
 
 __all__ = ["AsyncAuditLog", "AuditAction", "AuditEntry", "AuditLog", "AuditQuery"]
 
@@ -28,6 +29,8 @@ class AuditAction(StrEnum):
     LOGIN_FAILED = "login_failed"
     LOGOUT = "logout"
     TOKEN_REFRESHED = "token_refreshed"  # noqa: S105 - an action name, not a secret
+    #: A rotated refresh token was presented again: its whole chain was revoked.
+    TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - an action name, not a secret
     ACCESS_DENIED = "access_denied"
     SUBSCRIPTION_REFUSED = "subscription_refused"
     COMMAND_SUBMITTED = "command_submitted"
@@ -142,10 +145,9 @@ class AsyncAuditLog:
 
     async def query(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
         """Newest first, filtered; returns ``(page, total matching)``."""
-        newest = (
-            f"{int(query.until.timestamp() * 1000)}-18446744073709551615" if query.until else "+"
-        )
-        oldest = f"{int(query.since.timestamp() * 1000)}-0" if query.since else "-"
+        # Clamped to the range of a stream id: a year-1 or year-9999 bound is no Redis error.
+        newest = f"{epoch_ms(query.until)}-18446744073709551615" if query.until else "+"
+        oldest = f"{epoch_ms(query.since)}-0" if query.since else "-"
         raw = cast(
             list[tuple[str, dict[str, str]]],
             await self._client.xrevrange(self._key, max=newest, min=oldest),

@@ -11,7 +11,7 @@ from common.settings import Settings
 from common.tokens import TokenClaims, decode_token
 from common.users import User, UserStore
 
-__all__ = ["authenticate_access_token", "revoke_access_token"]
+__all__ = ["authenticate_access_token", "revoke_access_token", "revoke_access_tokens"]
 
 
 async def authenticate_access_token(
@@ -31,9 +31,27 @@ async def revoke_access_token(
     client: redis.asyncio.Redis, keys: Keys, claims: TokenClaims, *, now_ts: float
 ) -> None:
     """Refuse ``claims.jti`` until the token would have expired anyway."""
-    remaining = max(1, int(claims.expires_at.timestamp() - now_ts) + 1)
-    event = AuthEvent(kind="token_revoked", user_id=claims.sub, jti=claims.jti)
+    await revoke_access_tokens(
+        client, keys, claims.sub, [(claims.jti, claims.expires_at.timestamp())], now_ts=now_ts
+    )
+
+
+async def revoke_access_tokens(
+    client: redis.asyncio.Redis,
+    keys: Keys,
+    user_id: str,
+    tokens: list[tuple[str, float]],
+    *,
+    now_ts: float,
+) -> None:
+    """Refuse each ``(jti, expires_at)`` of ``user_id`` until it would have expired anyway."""
+    live = [(jti, expires) for jti, expires in tokens if expires > now_ts - 1]
+    if not live:
+        return
     async with client.pipeline(transaction=True) as pipe:
-        pipe.set(keys.revoked_access_token(claims.jti), "1", ex=remaining)
-        pipe.publish(keys.auth_events, event.model_dump_json(exclude_none=True))
+        for jti, expires in live:
+            remaining = max(1, int(expires - now_ts) + 1)
+            event = AuthEvent(kind="token_revoked", user_id=user_id, jti=jti)
+            pipe.set(keys.revoked_access_token(jti), "1", ex=remaining)
+            pipe.publish(keys.auth_events, event.model_dump_json(exclude_none=True))
         await pipe.execute()

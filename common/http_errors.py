@@ -1,7 +1,11 @@
 """One JSON shape for every HTTP error of every process, mapped in one place.
 
     {"error": {"code": "not_found", "message": "Command … not found",
-               "details": {...}, "request_id": "…"}}
+               "details": {...}, "request_id": "…"},
+     "detail": "Command … not found"}
+
+``detail`` repeats the message at the top level, where FastAPI's convention (and
+clients written for it) look for it.
 
 ``details`` appears when there is more to say: validation errors (``details.errors``,
 each with ``loc``, ``msg``, ``type``), the command that blocks a submission, etc.
@@ -19,6 +23,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from common.errors import AppError, AuthError, RateLimitedError
 
@@ -46,7 +51,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     if details:
         error["details"] = jsonable_encoder(details)
     error["request_id"] = structlog.contextvars.get_contextvars().get("request_id")
-    return {"error": error}
+    return {"error": error, "detail": message}
 
 
 def error_response(
@@ -81,11 +86,27 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", message, {"errors": errors})
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers or None)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only one route's)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+               for route in routes)
+    ]  # fmt: skip
 
 
 async def _redis_down(_request: Request, exc: Exception) -> JSONResponse:

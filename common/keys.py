@@ -28,6 +28,10 @@ class Keys:
     def refresh_token(self, jti: str) -> str:
         return f"{self.prefix}:refresh:{jti}"
 
+    def refresh_family(self, family: str) -> str:
+        """One refresh-token chain: its tokens' ids and expiries (``common.refresh_chain``)."""
+        return f"{self.prefix}:refresh-family:{family}"
+
     def revoked_access_token(self, jti: str) -> str:
         return f"{self.prefix}:revoked:{jti}"
 
@@ -77,6 +81,11 @@ class Keys:
 
     def commands_by_vehicle(self, vehicle_id: str) -> str:
         return f"{self.prefix}:commands:vehicle:{vehicle_id}"
+
+    @property
+    def retention_lock(self) -> str:
+        """Held by the api process running this round's retention sweep."""
+        return f"{self.prefix}:retention-lock"
 
     def rate_limit(self, scope: str) -> str:
         """Prefix of one rate limit's counters (``<prefix>:<subject>:<window>``)."""

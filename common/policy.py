@@ -72,7 +72,8 @@ _READ = {
 DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
     "ReadDTC": {**_READ, "queue_name": "sovd.read_dtc", "time_limit_ms": 15_000},
     "ReadDataByID": {**_READ, "queue_name": "sovd.read_data_by_id", "time_limit_ms": 10_000},
-    # Destructive: never retried automatically, runs alone on its vehicle, admins only.
+    # Destructive: never retried automatically, runs alone on its vehicle. Engineers clear
+    # the fault codes they work on; docs/operations.md shows an admin-only override.
     "ClearDTC": {
         "queue_name": "sovd.clear_dtc",
         "max_retries": 0,
@@ -83,7 +84,7 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
         "priority": 0,
         "retry_safe": False,
         "max_concurrent_per_vehicle": 1,
-        "roles": {Role.ADMIN},
+        "roles": {Role.ENGINEER, Role.ADMIN},
     },
 }
 

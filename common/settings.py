@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_JWT_SECRET", "Settings", "get_settings"]
 
@@ -40,6 +42,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "sovd-clients"
     access_token_ttl_s: int = Field(default=900, gt=0)
     refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    #: A used refresh token presented again this soon is refused without revoking its
+    #: chain (tabs racing); later, the whole chain is revoked (common/refresh_chain.py).
+    refresh_reuse_grace_s: float = Field(default=5.0, ge=0, le=60)
 
     # Network
     api_host: str = "127.0.0.1"
@@ -56,8 +61,24 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=64 * 1024, gt=0)
     #: Login attempts per client address and username, per minute.
     login_rate_per_minute: int = Field(default=10, gt=0)
+    #: Login attempts per username from all addresses together, per minute.
+    login_rate_per_username_per_minute: int = Field(default=30, gt=0)
+    #: Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and
+    #: X-Forwarded-Proto the api believes; empty means the peer's own address is the client.
+    #: Comma-separated or a JSON list.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: A listener serving only the api's /metrics (0: none); keep it on loopback.
+    api_metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = Field(default=9180, ge=0, le=65535)
+    #: When set, /metrics also answers on the api port to ``Authorization: Bearer <token>``.
+    metrics_token: str = ""
     #: Command submissions per user, per minute.
     submit_rate_per_minute: int = Field(default=120, gt=0)
+
+    # Command history retention (common/retention.py)
+    #: Ended commands submitted longer ago than this are removed with their responses.
+    command_retention_days: float = Field(default=30.0, gt=0)
+    retention_sweep_interval_s: float = Field(default=600.0, gt=0)
 
     # Audit trail
     audit_max_entries: int = Field(default=100_000, gt=0)
@@ -123,6 +144,28 @@ class Settings(BaseSettings):
     sim_delay_scale: float = Field(default=1.0, ge=0)
     seed_demo: bool = True
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"SOVD_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secret_outside_dev(self) -> Settings:
         if self.env != "dev" and self.jwt_secret == DEFAULT_JWT_SECRET:
@@ -131,6 +174,10 @@ class Settings(BaseSettings):
             )
         if len(self.jwt_secret) < 32:
             raise ValueError("SOVD_JWT_SECRET must be at least 32 characters long")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ValueError("SOVD_METRICS_TOKEN must be empty or at least 16 characters long")
+        if self.api_metrics_port and self.api_metrics_port == self.api_port:
+            raise ValueError("SOVD_API_METRICS_PORT must differ from SOVD_API_PORT")
         return self
 
     @property

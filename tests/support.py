@@ -227,6 +227,7 @@ def running_stack(
         "SOVD_KEY_PREFIX": prefix,
         "SOVD_JWT_SECRET": jwt_secret,
         "SOVD_API_PORT": str(api_port),
+        "SOVD_API_METRICS_PORT": str(free_port()),
         "SOVD_REALTIME_PORT": str(realtime_port),
         "SOVD_LOG_FORMAT": "json",
         "dramatiq_worker_timeout": "100",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api.deps import CurrentUser, State
+from api.schemas import HistoryBound, day_end, day_start
 from common.audit import AuditAction, AuditEntry, AuditQuery
 from common.errors import ForbiddenError
 from common.users import Role, User
@@ -37,8 +37,8 @@ async def list_audit_entries(
     vehicle_id: str | None = Query(default=None, max_length=64),
     command_id: str | None = Query(default=None, max_length=64),
     action: AuditAction | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[HistoryBound | None, Query(description="At or after (ISO 8601).")] = None,
+    until: Annotated[HistoryBound | None, Query(description="At or before (ISO 8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> AuditPage:
@@ -49,8 +49,8 @@ async def list_audit_entries(
             vehicle_id=vehicle_id,
             command_id=command_id,
             action=action,
-            since=since,
-            until=until,
+            since=day_start(since) if since is not None else None,
+            until=day_end(until) if until is not None else None,
             limit=limit,
             offset=offset,
         )

@@ -7,10 +7,20 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, State, Submitter, client_info
-from api.schemas import CommandCreate, CommandPublic, CommandsPublic, CommandSubmitted
+from api.schemas import (
+    MAX_OFFSET,
+    CommandCreate,
+    CommandPublic,
+    CommandsPublic,
+    CommandSubmitted,
+    HistoryBound,
+    day_end,
+    day_start,
+)
 from api.state import AppState
 from api.submission import submit
 from common.access import can_cancel_command, can_view_command, sees_all_commands
@@ -19,6 +29,7 @@ from common.commands import CommandRecord, CommandStatus
 from common.errors import ConflictError, ForbiddenError, NotFoundError
 from common.events import Response as ResponseModel
 from common.events import StatusEvent
+from common.history import Cursor
 from common.timeutil import isoformat, utcnow
 from common.users import User
 
@@ -138,22 +149,67 @@ async def list_commands(
     user: CurrentUser,
     vehicle_id: uuid.UUID | None = None,
     status: CommandStatus | None = None,
+    start_date: Annotated[
+        HistoryBound | None,
+        Query(description="Submitted at or after (ISO 8601; a date means its midnight, UTC)."),
+    ] = None,
+    end_date: Annotated[
+        HistoryBound | None,
+        Query(description="Submitted at or before (ISO 8601; a date covers its whole day)."),
+    ] = None,
+    user_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Submitted by this user; for roles that see every command."),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="`next_cursor` of the previous page: the page after it, stable "
+            "while new commands arrive (`offset` then counts from it).",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> CommandsPublic:
     """Commands newest first: engineers see their own, admins and viewers all."""
-    commands, total = await state.commands.list_commands(
-        user_id=None if sees_all_commands(user.role) else user.user_id,
+    after = None
+    if cursor is not None:
+        try:
+            after = Cursor.decode(cursor)
+        except ValueError as exc:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("query", "cursor"), "msg": str(exc),
+                  "input": cursor}]
+            ) from None  # fmt: skip
+    since = day_start(start_date) if start_date is not None else None
+    until = day_end(end_date) if end_date is not None else None
+    if since is not None and until is not None and since > until:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "end_date"),
+              "msg": "end_date is before start_date", "input": str(end_date)}]
+        )  # fmt: skip
+    if sees_all_commands(user.role):
+        owner = str(user_id) if user_id is not None else None
+    else:
+        owner = user.user_id  # engineers stay limited to their own, whatever they ask
+    page = await state.history.page(
+        user_id=owner,
         vehicle_id=str(vehicle_id) if vehicle_id else None,
         status=status,
+        since=since.timestamp() if since is not None else None,
+        until=until.timestamp() if until is not None else None,
+        after=after,
         limit=limit,
         offset=offset,
     )
     return CommandsPublic(
-        commands=[CommandPublic.model_validate(c.model_dump()) for c in commands],
+        commands=[CommandPublic.model_validate(c.model_dump()) for c in page.commands],
         limit=limit,
         offset=offset,
-        total=total,
+        total=page.total,
+        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
     )
 
 

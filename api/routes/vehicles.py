@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import CurrentUser, State
-from api.schemas import VehiclePublic, VehicleStatusPublic
+from api.schemas import MAX_OFFSET, VehiclePublic, VehicleStatusPublic
 from common.errors import NotFoundError
 from common.vehicles import ConnectionStatus, Vehicle
 
@@ -33,7 +33,7 @@ async def list_vehicles(
     status: ConnectionStatus | None = None,
     search: Annotated[str | None, Query(max_length=17, description="VIN fragment")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[VehiclePublic]:
     """Vehicles ordered by VIN, filtered by connection status and VIN fragment."""
     vehicles = await state.vehicles.list_vehicles(

@@ -15,7 +15,8 @@ def test_an_unknown_route_and_a_wrong_method_use_the_error_shape(api: TestClient
             "code": "not_found",
             "message": "Not Found",
             "request_id": "trace-1",
-        }
+        },
+        "detail": "Not Found",
     }
     posted = api.post("/api/v1/nope")
     assert posted.status_code == 404
@@ -23,6 +24,8 @@ def test_an_unknown_route_and_a_wrong_method_use_the_error_shape(api: TestClient
     wrong = api.delete("/api/v1/vehicles")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+    # Allow names every method of the path, though each method is its own route.
+    assert api.delete("/api/v1/commands").headers["allow"] == "GET, POST"
 
 
 def test_application_errors_carry_their_code_and_details(api: TestClient) -> None:

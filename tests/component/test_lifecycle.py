@@ -12,19 +12,22 @@ import redis
 from fastapi.testclient import TestClient
 from freezegun import freeze_time
 
+from api.app import create_app
 from common.fleet import demo_fleet
 from common.keys import Keys
 from common.settings import Settings
 from common.users import Role
 from common.vehicles import ConnectionStatus
 from tests.component.conftest import create_user, login, vehicle
-from tests.support import wait_for
+from tests.support import ROOT, wait_for
 from workers import runtime
 from workers.background import sweep_expired
 from workers.executor import execute_command
 from workers.simulator import SimulatedFleet
 
 TERMINAL = ("completed", "failed", "timeout", "cancelled", "rejected")
+#: The admin-only ClearDTC policy that docs/operations.md shows.
+ADMIN_ONLY_CLEAR = ROOT / "deploy" / "policies" / "clear-dtc-admin-only.toml"
 
 
 @pytest.fixture
@@ -258,7 +261,7 @@ def test_a_destructive_command_runs_alone_and_the_refusal_names_the_blocking_com
     api.post(f"/api/v1/commands/{reading}/cancel", headers=login(api, "engineer"))
     clearing = post(api, "admin", "ClearDTC")
     assert clearing.status_code == 202
-    blocked = post(api, "engineer")
+    blocked = post(api, "admin")
     assert blocked.status_code == 409
     assert (
         blocked.json()["error"]["details"]["blocking_command_id"] == clearing.json()["command_id"]
@@ -302,12 +305,26 @@ def test_the_same_idempotency_key_returns_the_same_command_once(
 # -- roles and catalog -------------------------------------------------------------------
 
 
-def test_clear_dtc_needs_the_admin_role_and_viewers_submit_nothing(api: TestClient) -> None:
+def test_engineers_and_admins_clear_dtcs_and_viewers_submit_nothing(api: TestClient) -> None:
     engineer = post(api, "engineer", "ClearDTC")
-    assert engineer.status_code == 403
-    assert engineer.json()["error"]["message"] == "ClearDTC requires the role admin"
+    assert engineer.status_code == 202, engineer.text
+    assert post(api, "viewer", "ClearDTC").status_code == 403
     assert post(api, "viewer").status_code == 403
+    api.post(
+        f"/api/v1/commands/{engineer.json()['command_id']}/cancel", headers=login(api, "admin")
+    )
     assert post(api, "admin", "ClearDTC").status_code == 202
+
+
+def test_the_documented_admin_only_policy_keeps_clear_dtc_from_engineers(
+    settings: Settings,
+) -> None:
+    admin_only = settings.model_copy(update={"policy_file": ADMIN_ONLY_CLEAR})
+    with TestClient(create_app(admin_only)) as api:
+        engineer = post(api, "engineer", "ClearDTC")
+        assert engineer.status_code == 403
+        assert engineer.json()["error"]["message"] == "ClearDTC requires the role admin"
+        assert post(api, "admin", "ClearDTC").status_code == 202
 
 
 def test_the_catalog_publishes_schema_policy_and_roles_per_type(api: TestClient) -> None:
@@ -320,7 +337,7 @@ def test_the_catalog_publishes_schema_policy_and_roles_per_type(api: TestClient)
     assert clear["retry"] == {
         "retry_safe": False, "max_retries": 0, "min_backoff_ms": 0, "max_backoff_ms": 0,
     }  # fmt: skip
-    assert clear["roles_allowed"] == ["admin"]
+    assert clear["roles_allowed"] == ["engineer", "admin"]
     assert clear["max_concurrent_per_vehicle"] == 1
     assert clear["parameters"]["required"] == ["ecuAddress"]
     assert set(clear["parameters"]["properties"]) == {"ecuAddress", "dtcCode"}

@@ -210,14 +210,19 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_commands_by_type_and_status_with_durations_and_queue_depth(
-    worker: dramatiq.Worker, api: TestClient, sync_redis: redis.Redis, keys: Keys
+    worker: dramatiq.Worker,
+    api: TestClient,
+    sync_redis: redis.Redis,
+    keys: Keys,
+    settings: Settings,
 ) -> None:
     command_id = submit(api).json()["command_id"]
     wait_for(
         lambda: sync_redis.hget(keys.command(command_id), "status") == "completed",
         what="the command to complete",
     )
-    text = api.get("/metrics").text
+    # As received on the metrics listener (the test client puts the URL's port in the scope).
+    text = api.get(f"http://testserver:{settings.api_metrics_port}/metrics").text
     assert _metric(text, "sovd_commands_total", type="ReadDTC", status="completed") == 1
     assert _metric(text, "sovd_command_duration_seconds_count", type="ReadDTC") == 1
     assert _metric(text, "sovd_command_duration_seconds_bucket", type="ReadDTC", le="+Inf") == 1

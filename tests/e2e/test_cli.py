@@ -102,10 +102,11 @@ def test_the_exit_code_reflects_a_failed_command_and_text_output_is_readable(
 
 
 def test_refusals_exit_2_with_the_services_message(stack: Stack, home: Path) -> None:
-    logged_in(stack, home)
+    logged_in(stack, home, "viewer")
     clear = sovd(home, "run", VEHICLE.vehicle_id, "ClearDTC", "--param", "ecuAddress=0x10")
     assert clear.returncode == 2
-    assert "ClearDTC requires the role admin" in clear.stderr
+    assert "Role 'viewer' may not submit commands" in clear.stderr
+    logged_in(stack, home)
     bad = sovd(home, "run", VEHICLE.vehicle_id, "ReadDTC", "--param", "ecuAddress=16")
     assert bad.returncode == 2
     assert "ecuAddress" in bad.stderr

@@ -44,6 +44,7 @@ def honcho(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, objec
         "SOVD_DATA_DIR": str(data_dir),
         "SOVD_EMBEDDED_REDIS_PORT": str(ports["redis"]),
         "SOVD_API_PORT": str(ports["api"]),
+        "SOVD_API_METRICS_PORT": str(free_port()),
         "SOVD_REALTIME_PORT": str(ports["realtime"]),
         "SOVD_SIM_DELAY_SCALE": "0",
         "SOVD_LOG_FORMAT": "json",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import ipaddress
 import re
 import shlex
 import tomllib
@@ -227,9 +228,21 @@ def test_app_services_run_in_production_against_the_compose_redis() -> None:
         "SOVD_API_HOST": "0.0.0.0",
         "SOVD_REALTIME_HOST": "0.0.0.0",
     }
+    extra = {"api": {"SOVD_TRUSTED_PROXIES"}}
     for name in APP_SERVICES:
         env = _environment(name)
-        assert {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)} == expected, name
+        sovd = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        assert {k: v for k, v in sovd.items() if k not in extra.get(name, set())} == expected, name
+
+
+def test_the_api_believes_forwarded_headers_from_the_edge_address_only() -> None:
+    edge = _service("edge")["networks"]["default"]["ipv4_address"]
+    subnets = [c["subnet"] for c in _compose()["networks"]["default"]["ipam"]["config"]]
+    assert ipaddress.ip_address(edge) in ipaddress.ip_network(subnets[0])
+    env = _environment("api")
+    assert "FORWARDED_ALLOW_IPS" not in env  # uvicorn's own trust stays off
+    trusted = Settings(_env_file=None, trusted_proxies=env["SOVD_TRUSTED_PROXIES"])
+    assert trusted.trusted_proxies == [edge]
 
 
 def test_every_sovd_variable_in_compose_is_a_valid_settings_field() -> None:

@@ -25,7 +25,7 @@ def test_defaults_retry_reads_and_never_clear_dtc() -> None:
     assert policies["ReadDTC"].retry_safe is True
     assert policies["ClearDTC"].max_retries == 0
     assert policies["ClearDTC"].retry_safe is False
-    assert policies["ClearDTC"].roles == frozenset({Role.ADMIN})
+    assert policies["ClearDTC"].roles == frozenset({Role.ENGINEER, Role.ADMIN})
     assert policies["ClearDTC"].max_concurrent_per_vehicle == 1
     assert {p.queue_name for p in policies.values()} == {
         "sovd.read_dtc", "sovd.clear_dtc", "sovd.read_data_by_id",
