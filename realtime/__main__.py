@@ -20,7 +20,6 @@ def main() -> None:
         host=settings.realtime_host,
         port=settings.realtime_port,
         log_config=None,
-        proxy_headers=True,
         **uvicorn_options(settings),
     )
     RealtimeServer(config).run()

@@ -27,6 +27,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             max_head_bytes=settings.ws_max_request_head_bytes,
             timeout_s=settings.ws_handshake_timeout_s,
         ),
+        # X-Forwarded-For is believed only from the configured proxies (none by default).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies),
         "ws": "websockets-sansio",
         "ws_max_size": settings.ws_max_message_bytes,
         "ws_per_message_deflate": settings.ws_per_message_deflate,

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from common.settings import Settings
@@ -228,19 +229,20 @@ def test_app_services_run_in_production_against_the_compose_redis() -> None:
         "SOVD_API_HOST": "0.0.0.0",
         "SOVD_REALTIME_HOST": "0.0.0.0",
     }
-    extra = {"api": {"SOVD_TRUSTED_PROXIES"}}
+    extra = {"api": {"SOVD_TRUSTED_PROXIES"}, "realtime": {"SOVD_TRUSTED_PROXIES"}}
     for name in APP_SERVICES:
         env = _environment(name)
         sovd = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
         assert {k: v for k, v in sovd.items() if k not in extra.get(name, set())} == expected, name
 
 
-def test_the_api_believes_forwarded_headers_from_the_edge_address_only() -> None:
+@pytest.mark.parametrize("service", ["api", "realtime"])
+def test_forwarded_headers_are_believed_from_the_edge_address_only(service: str) -> None:
     edge = _service("edge")["networks"]["default"]["ipv4_address"]
     subnets = [c["subnet"] for c in _compose()["networks"]["default"]["ipam"]["config"]]
     assert ipaddress.ip_address(edge) in ipaddress.ip_network(subnets[0])
-    env = _environment("api")
-    assert "FORWARDED_ALLOW_IPS" not in env  # uvicorn's own trust stays off
+    env = _environment(service)
+    assert "FORWARDED_ALLOW_IPS" not in env  # uvicorn's blanket trust stays off
     trusted = Settings(_env_file=None, trusted_proxies=env["SOVD_TRUSTED_PROXIES"])
     assert trusted.trusted_proxies == [edge]
 

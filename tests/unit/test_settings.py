@@ -87,3 +87,11 @@ def test_settings_are_frozen() -> None:
 def test_a_key_prefix_with_a_colon_is_refused() -> None:
     with pytest.raises(ValidationError):
         _settings(key_prefix="bad:prefix", jwt_secret=PRIVATE_SECRET)
+
+
+def test_the_realtime_process_believes_forwarded_headers_only_from_trusted_proxies() -> None:
+    from realtime.server import uvicorn_options
+
+    assert uvicorn_options(Settings(_env_file=None))["proxy_headers"] is False
+    behind_edge = uvicorn_options(Settings(_env_file=None, trusted_proxies="10.0.0.5"))
+    assert (behind_edge["proxy_headers"], behind_edge["forwarded_allow_ips"]) == (True, "10.0.0.5")
