@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,9 +55,13 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.retention_sweep_interval_s,
         )
         retention.start()
+        auth_events = asyncio.create_task(state.auth.run(), name="auth-events")
         try:
             yield
         finally:
+            auth_events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await auth_events
             await retention.stop()
             await broker.aclose_async()
             broker.close()

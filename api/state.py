@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
+from api.auth_cache import AuthCache
 from common.audit import AsyncAuditLog
 from common.broker import WakingRedisBroker
 from common.command_store import CommandStore
 from common.eventlog import AsyncEventLog
 from common.history import CommandHistory
 from common.keys import Keys
+from common.lua import lua_script
 from common.policy import CommandPolicy, load_policies
 from common.ratelimit import RateLimiter
 from common.refresh_chain import RefreshChains
@@ -40,6 +43,9 @@ class AppState:
     submit_limiter: RateLimiter
     refresh_chains: RefreshChains
     history: CommandHistory
+    auth: AuthCache
+    #: common/lua/submit.lua, registered on ``redis``.
+    submit_script: Any
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, broker: WakingRedisBroker) -> AppState:
@@ -77,4 +83,6 @@ class AppState:
                 limit=settings.submit_rate_per_minute,
                 window_s=60,
             ),
+            auth=AuthCache(settings, client, keys),
+            submit_script=lua_script("submit").register_async(client),
         )

@@ -19,14 +19,22 @@ from common.access import can_view_command
 from common.audit import AuditAction
 from common.broker import command_message
 from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus, CommandType
-from common.errors import ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError
+from common.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 from common.events import ErrorEvent, StatusEvent
 from common.policy import CommandPolicy
 from common.timeutil import isoformat, utcnow
 from common.users import User
-from common.vehicles import ConnectionStatus, Vehicle
+from common.vehicles import Vehicle
 
-__all__ = ["Submission", "submit"]
+__all__ = ["Submission", "admission_outcome", "check", "submit"]
+
+_RATE_LIMITED = "Too many commands submitted; try again later"
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +87,19 @@ def _rejection(vehicle: Vehicle, command: CommandRecord) -> ConflictError:
     )
 
 
+def check(
+    user: User, body: CommandCreate, policies: dict[str, CommandPolicy]
+) -> tuple[CommandType, dict[str, Any], CommandPolicy]:
+    """The submission's checks that need no I/O: a known type, valid parameters, a role
+    the type's policy allows. Raises ``RequestValidationError`` (422) or ``ForbiddenError``."""
+    command_type, params = validate(body)
+    policy = policies[command_type.name]
+    if user.role not in policy.roles:
+        allowed = " or ".join(sorted(r.value for r in policy.roles))
+        raise ForbiddenError(f"{command_type.name} requires the role {allowed}")
+    return command_type, params, policy
+
+
 async def submit(
     state: AppState,
     user: User,
@@ -88,20 +109,19 @@ async def submit(
     idempotency_key: str | None,
     who: dict[str, Any],
 ) -> Submission:
-    """Create and queue the command, or explain precisely why not (raises ``AppError``)."""
-    await state.submit_limiter.hit(
-        user.user_id, message="Too many commands submitted; try again later"
-    )
-    command_type, params = validate(body)
-    policy = state.policies[command_type.name]
-    if user.role not in policy.roles:
-        allowed = " or ".join(sorted(r.value for r in policy.roles))
-        raise ForbiddenError(f"{command_type.name} requires the role {allowed}")
-    vehicle_id = str(body.vehicle_id)
-    vehicle = await state.vehicles.get(vehicle_id)
-    if vehicle is None:
-        raise NotFoundError(f"Vehicle {vehicle_id} not found")
+    """Create and queue the command, or explain precisely why not (raises ``AppError``).
 
+    Two round trips on the common path: one script counts the rate limit, reads the
+    vehicle, admits the command on it and stores it (``common/lua/submit.lua``); one
+    transaction queues the message and writes the audit entry.
+    """
+    try:
+        command_type, params, policy = check(user, body, state.policies)
+    except (RequestValidationError, ForbiddenError):
+        # Refused requests count against the limit too (and 429 wins, as for any request).
+        await state.submit_limiter.hit(user.user_id, message=_RATE_LIMITED)
+        raise
+    vehicle_id = str(body.vehicle_id)
     command_id = str(uuid.uuid4())
     idem_key = None
     if idempotency_key is not None:
@@ -113,7 +133,7 @@ async def submit(
             idem_key, claim, nx=True, ex=state.settings.idempotency_ttl_s
         )
         if not claimed:
-            return await _replay(state, idem_key, fingerprint, vehicle)
+            return await _replay(state, idem_key, fingerprint, vehicle_id)
 
     now = utcnow()
     command = CommandRecord(
@@ -129,31 +149,52 @@ async def submit(
     )
     audit = {"user_id": user.user_id, "username": user.username, "command_id": command_id,
              "vehicle_id": vehicle_id, **who}  # fmt: skip
-    if vehicle.connection_status != ConnectionStatus.CONNECTED:
-        await _record_rejection(state, command, vehicle)
+    try:
+        outcome = await _admit(state, command, command_type, policy)
+    except Exception as exc:
+        if idem_key is not None:
+            await state.redis.delete(idem_key)  # nothing was created: the key may be reused
+        if isinstance(exc, ConflictError) and "blocking_command_id" in exc.details:
+            raise await _busy_for(state, user, command, exc) from None
+        raise
+    if isinstance(outcome, Vehicle):  # offline: the refusal is kept on record
+        await _record_rejection(state, command, outcome)
         await state.audit.record(
             AuditAction.COMMAND_REJECTED,
             outcome="failure",
             details={"command_name": command_type.name, "reason": "vehicle_offline"},
             **audit,
         )
-        raise _rejection(vehicle, command)
-    try:
-        await _admit(state, user, command, command_type, policy)
-    except ConflictError:
-        if idem_key is not None:
-            await state.redis.delete(idem_key)  # nothing was created: the key may be reused
-        raise
-    await _enqueue(state, command, command_type, policy)
-    await state.audit.record(
-        AuditAction.COMMAND_SUBMITTED,
-        details={"command_name": command_type.name, "command_params": params},
-        **audit,
+        raise _rejection(outcome, command)
+    await _enqueue(
+        state,
+        command,
+        command_type,
+        policy,
+        audit_args=state.audit.args(
+            AuditAction.COMMAND_SUBMITTED,
+            details={"command_name": command_type.name, "command_params": params},
+            **audit,
+        ),
     )
     return Submission(command)
 
 
-async def _replay(state: AppState, idem_key: str, fingerprint: str, vehicle: Vehicle) -> Submission:
+async def _busy_for(
+    state: AppState, user: User, command: CommandRecord, busy: ConflictError
+) -> ConflictError:
+    """The busy refusal as ``user`` may see it: the blocking command is named only to who
+    may read it (one more read, on the refusal path only)."""
+    blocker = await state.commands.get(str(busy.details["blocking_command_id"]))
+    if blocker is not None and can_view_command(user.role, user.user_id, blocker):
+        return busy
+    return ConflictError(
+        f"Vehicle {command.vehicle_id} is busy with another user's command; try again "
+        "when it has finished"
+    )
+
+
+async def _replay(state: AppState, idem_key: str, fingerprint: str, vehicle_id: str) -> Submission:
     raw = await state.redis.get(idem_key)
     earlier = json.loads(raw) if raw else None
     if earlier is None or earlier["fingerprint"] != fingerprint:
@@ -167,38 +208,67 @@ async def _replay(state: AppState, idem_key: str, fingerprint: str, vehicle: Veh
     if command is None:  # claimed a moment ago by a request that is still running
         raise ConflictError("A request with this Idempotency-Key is still being processed")
     if command.status == CommandStatus.REJECTED:
+        vehicle = await state.vehicles.get(vehicle_id)
+        if vehicle is None:
+            raise NotFoundError(f"Vehicle {vehicle_id} not found")
         raise _rejection(vehicle, command)
     return Submission(command, replayed=True)
 
 
 async def _admit(
-    state: AppState,
-    user: User,
-    command: CommandRecord,
-    command_type: CommandType,
-    policy: CommandPolicy,
-) -> None:
-    grace = state.settings.deadline_grace_s
+    state: AppState, command: CommandRecord, command_type: CommandType, policy: CommandPolicy
+) -> Vehicle | None:
+    """Run the submit script: ``None`` when admitted and stored, the vehicle when it is
+    offline (nothing stored); raise the refusal otherwise."""
     assert command.deadline_at is not None  # set by submit()
-    blocking = await state.commands.admit(
-        command,
-        destructive=command_type.destructive,
-        max_concurrent=policy.max_concurrent_per_vehicle,
-        deadline_ts=command.deadline_at.timestamp() + grace,
+    key, window_s, limit = state.submit_limiter.window(command.user_id)
+    keys = state.keys
+    argv: list[str | float] = [
+        window_s,
+        limit,
+        command.command_id,
+        "d" if command_type.destructive else "n",
+        policy.max_concurrent_per_vehicle,
+        command.submitted_at.timestamp(),
+        command.deadline_at.timestamp() + state.settings.deadline_grace_s,
+    ]
+    for name, value in command.to_redis().items():
+        argv += [name, value]
+    result = await state.submit_script(
+        keys=[
+            key,
+            keys.vehicle(command.vehicle_id),
+            keys.vehicle_active(command.vehicle_id),
+            keys.command(command.command_id),
+            keys.commands,
+            keys.commands_by_user(command.user_id),
+            keys.commands_by_vehicle(command.vehicle_id),
+            keys.deadlines,
+        ],
+        args=argv,
     )
-    if blocking is not None:
-        # Name the blocking command only to someone who may read it (off the hot path).
-        blocker = await state.commands.get(blocking)
-        if blocker is not None and can_view_command(user.role, user.user_id, blocker):
+    return admission_outcome(list(result), command)
+
+
+def admission_outcome(result: list[Any], command: CommandRecord) -> Vehicle | None:
+    """What the submit script's answer means: raise its refusal, return the offline
+    vehicle, or ``None`` when the command was admitted."""
+    match result:
+        case ["admitted", _]:
+            return None
+        case ["offline", raw]:
+            return Vehicle.model_validate_json(raw)
+        case ["rate_limited", ttl]:
+            raise RateLimitedError(_RATE_LIMITED, retry_after_s=max(int(ttl), 1))
+        case ["vehicle_not_found"]:
+            raise NotFoundError(f"Vehicle {command.vehicle_id} not found")
+        case ["busy", blocking, _]:
             raise ConflictError(
-                f"Vehicle {command.vehicle_id} is busy with command {blocking}; try again "
-                "when it has finished",
-                blocking_command_id=blocking,
+                f"Vehicle {command.vehicle_id} is busy with command {blocking}; try again when "
+                "it has finished",
+                blocking_command_id=str(blocking),
             )
-        raise ConflictError(
-            f"Vehicle {command.vehicle_id} is busy with another user's command; try again "
-            "when it has finished"
-        )
+    raise RuntimeError(f"unexpected submit script answer {result!r}")
 
 
 async def _record_rejection(state: AppState, command: CommandRecord, vehicle: Vehicle) -> None:
@@ -223,13 +293,25 @@ async def _record_rejection(state: AppState, command: CommandRecord, vehicle: Ve
 
 
 async def _enqueue(
-    state: AppState, command: CommandRecord, command_type: CommandType, policy: CommandPolicy
+    state: AppState,
+    command: CommandRecord,
+    command_type: CommandType,
+    policy: CommandPolicy,
+    *,
+    audit_args: tuple[list[str], list[str]],
 ) -> None:
+    """Queue the message and write its audit entry in one transaction (after the store)."""
     message = command_message(
-        command_type, policy, command.command_id, request_id=command.request_id
+        command_type,
+        policy,
+        command.command_id,
+        request_id=command.request_id,
+        vehicle_id=command.vehicle_id,
     )
     try:
-        await state.broker.enqueue_async(message)
+        await state.broker.enqueue_async(
+            message, also=lambda pipe: state.audit.queue(pipe, *audit_args)
+        )
     except Exception as exc:
         log.error("command_enqueue_failed", error=str(exc))
         await _mark_enqueue_failed(state, command.command_id)

@@ -1,18 +1,20 @@
-"""Commands per second through the real API, and Dramatiq's raw ceiling on this machine.
+"""Commands per second through the real API, the workers' own rate, and Dramatiq's ceiling.
 
-For 1, 2 and 4 worker processes (4 threads each), starts a private Valkey and the api,
-worker and realtime processes (simulator delays zero), submits a batch of ReadDataByID
-commands through the REST API with concurrent clients, waits until every command is
-terminal, and reports commands/second (first submit to last completion) and
+For 1 and 2 worker processes (8 threads each, as the Procfile), starts a private Valkey
+and the api, worker and realtime processes (simulator delays zero), submits a batch of
+ReadDataByID commands through the REST API with concurrent clients, waits until every
+command is terminal, and reports commands/second (first submit to last completion) and
 submit->completed latency (``completed_at - submitted_at`` of each command record).
 The ``drain`` rows submit the whole batch with no worker running, then start the
 workers and time how fast they empty the queue: the workers' own capacity, without
 the single api process as the limit.
 
-The ceiling is Dramatiq alone: a no-op actor on the same Redis, messages enqueued first,
-then drained by one in-process worker with 8 threads.
+The ceiling is Dramatiq alone: a stock no-op actor (bench/noop_actor.py) on a plain
+``RedisBroker`` on the same Redis, run by the ``dramatiq`` CLI with the same processes
+and threads, messages enqueued first, timed from the first consumer's first call. The
+script prints drain / ceiling and 2 processes / 1 for every mode.
 
-    .venv/bin/python -m bench.throughput [--commands 1000] [--processes 1 2 4]
+    .venv/bin/python -m bench.throughput [--commands 1000] [--processes 1 2] [--threads 8]
 
 Per-vehicle admission is lifted for the run (``max_concurrent_per_vehicle``), since a
 batch this size on a six-vehicle fleet would otherwise be refused by design.
@@ -23,8 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -35,6 +39,7 @@ import httpx2 as httpx
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from bench.latency import _tree_cpu_s as tree_cpu_s
 from common.fleet import demo_fleet
 from common.keys import Keys
 from common.vehicles import ConnectionStatus
@@ -78,11 +83,13 @@ async def _submit_all(stack: Stack, commands: int, concurrency: int) -> list[str
         return ids
 
 
-def _start_workers(stack: Stack, processes: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_workers(
+    stack: Stack, processes: int, threads: int, log: Path
+) -> subprocess.Popen[bytes]:
     env = {**stack.env, "dramatiq_worker_timeout": "1000"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            worker_argv(processes=processes, threads=4),
+            worker_argv(processes=processes, threads=threads),
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -97,8 +104,14 @@ def _start_workers(stack: Stack, processes: int, log: Path) -> subprocess.Popen[
 
 
 def run_service(
-    server: RedisServer, processes: int, commands: int, concurrency: int, *, drain: bool
-) -> str:
+    server: RedisServer,
+    processes: int,
+    threads: int,
+    commands: int,
+    concurrency: int,
+    *,
+    drain: bool,
+) -> tuple[str, float]:
     """Through the API with the workers running, or (``drain``) submit first, then work."""
     env = {
         "SOVD_SIM_DELAY_SCALE": "0",
@@ -106,7 +119,8 @@ def run_service(
         "SOVD_SUBMIT_RATE_PER_MINUTE": "1000000",
     }
     with tempfile.TemporaryDirectory() as logs, running_stack(
-        server.url, Path(logs), jwt_secret=SECRET, env=env, worker_processes=processes
+        server.url, Path(logs), jwt_secret=SECRET, env=env, worker_processes=processes,
+        worker_threads=threads,
     ) as stack:  # fmt: skip
         keys = Keys(stack.settings.key_prefix)
         client = redis.Redis.from_url(server.url, decode_responses=True)
@@ -117,8 +131,9 @@ def run_service(
         ids = asyncio.run(_submit_all(stack, commands, concurrency))
         drain_started = time.time()
         if drain:
-            workers = _start_workers(stack, processes, Path(logs) / "drain.log")
+            workers = _start_workers(stack, processes, threads, Path(logs) / "drain.log")
             drain_started = time.time()
+            cpu_before = tree_cpu_s(workers.pid)
 
         def all_done() -> bool:
             with client.pipeline(transaction=False) as pipe:
@@ -127,6 +142,7 @@ def run_service(
                 return all(status in TERMINAL for status in pipe.execute())
 
         wait_for(all_done, timeout_s=600, interval_s=0.2, what="every command to finish")
+        cpu_us = (tree_cpu_s(workers.pid) - cpu_before) / commands * 1e6 if workers else 0.0
         with client.pipeline(transaction=False) as pipe:
             for command_id in ids:
                 pipe.hmget(keys.command(command_id), "submitted_at", "completed_at", "status")
@@ -139,43 +155,62 @@ def run_service(
     completed = [datetime.fromisoformat(r[1]) for r in rows]
     statuses = ", ".join(sorted({r[2] for r in rows}))
     if drain:
-        span = max(completed).timestamp() - drain_started
-        return f"| drain | {processes} x 4 threads | {commands / span:,.0f} | | | | {statuses} |"
+        rate = commands / (max(completed).timestamp() - drain_started)
+        row = (f"| drain | {processes} x {threads} threads | {rate:,.0f} | | | | {statuses}; "
+               f"worker CPU {cpu_us:,.0f} µs/command |")  # fmt: skip
+        return row, rate
     latency = [(c - s).total_seconds() * 1000 for s, c in zip(submitted, completed, strict=True)]
-    span = (max(completed) - min(submitted)).total_seconds()
+    rate = commands / (max(completed) - min(submitted)).total_seconds()
     return (
-        f"| through the API | {processes} x 4 threads | {commands / span:,.0f} | "
+        f"| through the API | {processes} x {threads} threads | {rate:,.0f} | "
         f"{statistics.median(latency):.1f} | {percentile(latency, 95):.1f} | "
         f"{percentile(latency, 99):.1f} | {statuses} |"
-    )
+    ), rate
 
 
-def run_ceiling(server: RedisServer, messages: int) -> str:
-    broker = RedisBroker(url=server.url, namespace=f"ceiling-{time.time_ns()}")
-    done = []
-
-    @dramatiq.actor(broker=broker, queue_name="noop", max_retries=0)
-    def noop(n: int) -> None:
-        done.append(n)
-
-    for n in range(messages):
-        broker.enqueue(noop.message(n))
-    worker = dramatiq.Worker(broker, worker_threads=8, worker_timeout=100)
-    started = time.perf_counter()
-    worker.start()
-    wait_for(lambda: len(done) >= messages, timeout_s=300, interval_s=0.05, what="the no-ops")
-    elapsed = time.perf_counter() - started
-    worker.stop()
-    broker.close()
-    rate = messages / elapsed
-    return f"| Dramatiq no-op actor (ceiling) | 1 x 8 threads | {rate:,.0f} | | | | |"
+def run_ceiling(
+    server: RedisServer, processes: int, threads: int, messages: int
+) -> tuple[float, float]:
+    """Messages/s of a stock Dramatiq no-op actor in ``processes`` x ``threads`` worker
+    processes (the ``dramatiq`` CLI, as ours), messages enqueued first, then drained."""
+    namespace = f"ceiling-{time.time_ns()}"
+    broker = RedisBroker(url=server.url, namespace=namespace)
+    with broker.client.pipeline(transaction=False) as pipe:
+        for n in range(messages):
+            message: dramatiq.Message[None] = dramatiq.Message(
+                queue_name="noop", actor_name="noop", args=(n,), kwargs={},
+                options={"redis_message_id": str(n)},
+            )  # fmt: skip
+            pipe.hset(f"{namespace}:noop.msgs", str(n), message.encode())
+            pipe.rpush(f"{namespace}:noop", str(n))
+        pipe.execute()
+    env = {**os.environ, "BENCH_REDIS_URL": server.url, "BENCH_NAMESPACE": namespace}
+    argv = [sys.executable, "-m", "dramatiq", "bench.noop_actor", "--skip-logging",
+            "--processes", str(processes), "--threads", str(threads)]  # fmt: skip
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        # Timed from the first consumer's first call (its heartbeat), as ours from "ready".
+        wait_for(lambda: broker.client.zcard(f"{namespace}:__heartbeats__") > 0, timeout_s=60,
+                 interval_s=0.005, what="the no-op workers")  # fmt: skip
+        started, cpu_before = time.perf_counter(), tree_cpu_s(process.pid)
+        wait_for(lambda: broker.client.hlen(f"{namespace}:noop.msgs") == 0, timeout_s=300,
+                 interval_s=0.02, what="the no-ops")  # fmt: skip
+        elapsed = time.perf_counter() - started
+        cpu_us = (tree_cpu_s(process.pid) - cpu_before) / messages * 1e6
+    finally:
+        process.terminate()
+        process.wait()
+        broker.close()
+    return messages / elapsed, cpu_us
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--ceiling-messages", type=int, default=5000)
     args = parser.parse_args()
     server = RedisServer()
@@ -183,12 +218,31 @@ def main() -> None:
     try:
         print("| mode | worker processes | commands/s | p50 ms | p95 ms | p99 ms | statuses |")
         print("|---|---|---|---|---|---|---|")
-        for drain in (False, True):
+        rates: dict[tuple[str, int], float] = {}
+        for mode in ("through the API", "drain", "ceiling"):
             for processes in args.processes:
-                row = run_service(server, processes, args.commands, args.concurrency, drain=drain)
+                if mode == "ceiling":
+                    rate, cpu_us = run_ceiling(
+                        server, processes, args.threads, args.ceiling_messages
+                    )
+                    row = (f"| Dramatiq no-op actor (ceiling) | {processes} x {args.threads} "
+                           f"threads | {rate:,.0f} | | | | "
+                           f"CPU {cpu_us:,.0f} µs/message |")  # fmt: skip
+                else:
+                    row, rate = run_service(server, processes, args.threads, args.commands,
+                                            args.concurrency, drain=mode == "drain")  # fmt: skip
+                rates[mode, processes] = rate
                 print(row, flush=True)
-        print(run_ceiling(server, args.ceiling_messages), flush=True)
-        print(f"\n{args.commands} commands per run, {args.concurrency} concurrent submitters.")
+        print(f"\n{args.commands} commands per run, {args.concurrency} concurrent submitters, "
+              f"{args.ceiling_messages} no-op messages.")  # fmt: skip
+        for processes in args.processes:
+            print(f"{processes} process(es): drain / no-op ceiling = "
+                  f"{rates['drain', processes] / rates['ceiling', processes]:.2f}")  # fmt: skip
+        if len(args.processes) > 1:
+            one, more = args.processes[0], args.processes[-1]
+            for mode in ("through the API", "drain", "ceiling"):
+                print(f"{mode}: {more} processes / {one} = "
+                      f"{rates[mode, more] / rates[mode, one]:.2f}")  # fmt: skip
     finally:
         server.stop()
 

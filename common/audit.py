@@ -18,6 +18,7 @@ import redis.asyncio
 from pydantic import BaseModel, Field
 
 from common.keys import Keys
+from common.lua import lua_script
 from common.settings import Settings
 from common.timeutil import epoch_ms
 
@@ -89,19 +90,8 @@ def _entry(entry_id: str, fields: dict[str, str]) -> AuditEntry:
     return AuditEntry(id=entry_id, **data)
 
 
-#: Append with an id from the writer's clock (never behind the newest entry), then trim
-#: by count (approximate) and by age (exact).
-_RECORD_SCRIPT = """
-local now = tonumber(ARGV[1])
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-if newest then
-  local newest_ms = tonumber(string.match(newest[1], '^(%d+)'))
-  if newest_ms > now then now = newest_ms end
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], now .. '-*', unpack(ARGV, 4))
-redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
-return id
-"""
+#: common/lua/audit_record.lua
+_RECORD_SCRIPT = lua_script("audit_record")
 
 
 def _record_args(
@@ -124,10 +114,17 @@ class AuditLog:
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
         self._key = keys.audit
         self._settings = settings
-        self._record = client.register_script(_RECORD_SCRIPT)
+        self._record = _RECORD_SCRIPT.register(client)
 
     def record(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> None:
         self._record(keys=[self._key], args=_record_args(self._settings, action, outcome, values))
+
+    def queue(
+        self, pipe: Any, action: AuditAction, *, outcome: str = "success", **values: Any
+    ) -> None:
+        """Queue ``record`` on ``pipe`` (written when the pipeline executes)."""
+        args = _record_args(self._settings, action, outcome, values)
+        _RECORD_SCRIPT.queue(pipe, [self._key], args)
 
 
 class AsyncAuditLog:
@@ -137,11 +134,22 @@ class AsyncAuditLog:
         self._client = client
         self._key = keys.audit
         self._settings = settings
-        self._record = client.register_script(_RECORD_SCRIPT)
+        self._record = _RECORD_SCRIPT.register_async(client)
 
     async def record(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> None:
         args = _record_args(self._settings, action, outcome, values)
         await self._record(keys=[self._key], args=args)
+
+    def args(
+        self, action: AuditAction, *, outcome: str = "success", **values: Any
+    ) -> tuple[list[str], list[str]]:
+        """The script's keys and arguments for one entry, to ``queue`` on a pipeline later
+        (the entry's time is taken now)."""
+        return [self._key], _record_args(self._settings, action, outcome, values)
+
+    def queue(self, pipe: Any, keys: list[str], args: list[str]) -> None:
+        """Queue an entry built by ``args`` on ``pipe``."""
+        _RECORD_SCRIPT.queue(pipe, keys, args)
 
     async def query(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
         """Newest first, filtered; returns ``(page, total matching)``."""

@@ -9,83 +9,20 @@ import redis.asyncio
 
 from common.commands import CommandRecord, CommandStatus
 from common.events import Response
-from common.keys import Keys
+from common.keys import Fields, Keys
+from common.lua import lua_script
 
-__all__ = ["ADMIT_SCRIPT", "CommandStore"]
+__all__ = ["CommandStore"]
 
-_CANCEL_SCRIPT = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
-redis.call('HSET', KEYS[1], 'cancel_requested', 'True')
-return 1
-"""
-
-ADMIT_SCRIPT = """
--- KEYS: vehicle-active hash, command hash, commands, by-user, by-vehicle, deadlines
--- ARGV: command id, 'd' (destructive) or 'n', max concurrent, score, deadline score,
---       then the command's field/value pairs
--- Returns '' when admitted, else the id of the earliest command that blocks it.
-local active = redis.call('HGETALL', KEYS[1])
-local blocking, blocking_score, conflict = nil, nil, false
-for i = 1, #active, 2 do
-  local kind, score = string.match(active[i + 1], '^(%a):(.*)$')
-  if ARGV[2] == 'd' or kind == 'd' then conflict = true end
-  if blocking_score == nil or tonumber(score) < blocking_score then
-    blocking, blocking_score = active[i], tonumber(score)
-  end
-end
-if conflict or #active / 2 >= tonumber(ARGV[3]) then return blocking end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[4])
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[2], 'submitted_ts', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
-return ''
-"""
+#: common/lua/cancel_request.lua
+_CANCEL_SCRIPT = lua_script("cancel_request")
 
 
 class CommandStore:
     def __init__(self, client: redis.asyncio.Redis, keys: Keys) -> None:
         self._client = client
         self._keys = keys
-        self._admit = client.register_script(ADMIT_SCRIPT)
-        self._cancel = client.register_script(_CANCEL_SCRIPT)
-
-    async def admit(
-        self,
-        command: CommandRecord,
-        *,
-        destructive: bool,
-        max_concurrent: int,
-        deadline_ts: float,
-    ) -> str | None:
-        """Store and index ``command`` if its vehicle has room; else return the blocking id.
-
-        Room means: fewer than ``max_concurrent`` admitted, unfinished commands on the
-        vehicle, and no destructive one among them (a destructive command runs alone).
-        """
-        argv: list[str | float] = [
-            command.command_id,
-            "d" if destructive else "n",
-            max_concurrent,
-            command.submitted_at.timestamp(),
-            deadline_ts,
-        ]
-        for name, value in command.to_redis().items():
-            argv += [name, value]
-        blocking = await self._admit(
-            keys=[
-                self._keys.vehicle_active(command.vehicle_id),
-                self._keys.command(command.command_id),
-                self._keys.commands,
-                self._keys.commands_by_user(command.user_id),
-                self._keys.commands_by_vehicle(command.vehicle_id),
-                self._keys.deadlines,
-            ],
-            args=argv,
-        )
-        return str(blocking) if blocking else None
+        self._cancel = _CANCEL_SCRIPT.register_async(client)
 
     async def create(self, command: CommandRecord) -> None:
         """Store the command and index it by time, user and vehicle."""
@@ -104,7 +41,8 @@ class CommandStore:
 
     async def request_cancel(self, command_id: str) -> bool:
         """Flag a running command for cancellation; False if it is not running."""
-        return bool(await self._cancel(keys=[self._keys.command(command_id)]))
+        args = [Fields.STATUS, CommandStatus.IN_PROGRESS.value, Fields.CANCEL_REQUESTED]
+        return bool(await self._cancel(keys=[self._keys.command(command_id)], args=args))
 
     async def get(self, command_id: str) -> CommandRecord | None:
         fields = cast(dict[str, str], await self._client.hgetall(self._keys.command(command_id)))

@@ -24,6 +24,7 @@ import redis.asyncio
 from common.commands import TERMINAL_STATUSES, CommandStatus
 from common.events import ErrorEvent, ResponseEvent, StatusEvent
 from common.keys import Keys, response_channel
+from common.lua import lua_script
 
 __all__ = [
     "APPEND_SCRIPT",
@@ -45,62 +46,8 @@ _TERMINAL = " ".join(sorted(TERMINAL_STATUSES))
 #: Upper bounds (seconds) of the submit-to-terminal duration histogram kept in Redis.
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
-APPEND_SCRIPT = """
--- KEYS: command hash, responses hash, events stream, deadlines zset
--- ARGV: channel, maxlen, ttl seconds, kind (response | status | notice),
---       response number | new status, response JSON, terminal statuses,
---       allowed current statuses ('' = any non-terminal), vehicle-active key prefix,
---       stats key, duration histogram key prefix, histogram bounds (space-separated),
---       number of event bodies N, N bodies (JSON objects without seq),
---       then field/value pairs to set on the command
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return -1 end
-if string.find(' ' .. ARGV[7] .. ' ', ' ' .. status .. ' ', 1, true) then return 0 end
-if ARGV[8] ~= '' and not string.find(' ' .. ARGV[8] .. ' ', ' ' .. status .. ' ', 1, true) then
-  return 0
-end
-local kind = ARGV[4]
-if kind == 'response' then
-  if redis.call('HSETNX', KEYS[2], ARGV[5], ARGV[6]) == 0 then return 0 end
-elseif kind == 'status' then
-  if status == ARGV[5] then return 0 end
-  redis.call('HSET', KEYS[1], 'status', ARGV[5])
-  if string.find(' ' .. ARGV[7] .. ' ', ' ' .. ARGV[5] .. ' ', 1, true) then
-    local command_id = redis.call('HGET', KEYS[1], 'command_id')
-    local vehicle_id = redis.call('HGET', KEYS[1], 'vehicle_id')
-    local name = redis.call('HGET', KEYS[1], 'command_name')
-    redis.call('HDEL', ARGV[9] .. vehicle_id, command_id)
-    redis.call('ZREM', KEYS[4], command_id)
-    redis.call('HINCRBY', ARGV[10], name .. '|' .. ARGV[5], 1)
-    local submitted = tonumber(redis.call('HGET', KEYS[1], 'submitted_ts') or '')
-    if submitted then
-      local now = redis.call('TIME')
-      local took = tonumber(now[1]) + tonumber(now[2]) / 1000000 - submitted
-      local histogram = ARGV[11] .. name
-      redis.call('HINCRBYFLOAT', histogram, 'sum', took)
-      redis.call('HINCRBY', histogram, 'count', 1)
-      for bound in string.gmatch(ARGV[12], '%S+') do
-        if took <= tonumber(bound) then redis.call('HINCRBY', histogram, bound, 1) end
-      end
-    end
-  end
-end
-local count = tonumber(ARGV[13])
-for i = 14 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
--- The request that created the command travels in its events (validated id characters).
-local request_id = redis.call('HGET', KEYS[1], 'request_id')
-local correlation = ''
-if request_id then correlation = '"request_id":"' .. request_id .. '",' end
-local seq = 0
-for i = 14, 13 + count do
-  seq = redis.call('HINCRBY', KEYS[1], 'event_seq', 1)
-  local event = '{"seq":' .. seq .. ',' .. correlation .. string.sub(ARGV[i], 2)
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'event', event)
-  redis.call('PUBLISH', ARGV[1], event)
-end
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-return seq
-"""
+#: The script (common/lua/event_append.lua).
+APPEND_SCRIPT = lua_script("event_append")
 
 AnyEvent = ResponseEvent | StatusEvent | ErrorEvent
 
@@ -182,7 +129,7 @@ class EventLog:
         self._keys = keys
         self._maxlen = maxlen
         self._ttl_s = ttl_s
-        self._script = client.register_script(APPEND_SCRIPT)
+        self._script = APPEND_SCRIPT.register(client)
 
     def append(
         self,
@@ -203,6 +150,22 @@ class EventLog:
         )  # fmt: skip
         return int(self._script(keys=keys, args=argv))
 
+    def queue(
+        self,
+        pipe: Any,
+        event: AnyEvent,
+        *,
+        fields: dict[str, str] | None = None,
+        error: ErrorEvent | None = None,
+        expect: Sequence[CommandStatus] = (),
+    ) -> None:
+        """Queue ``append`` on ``pipe``; its result comes back from ``pipe.execute()``."""
+        keys, argv = _script_call(
+            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields,
+            error=error, expect=expect,
+        )  # fmt: skip
+        APPEND_SCRIPT.queue(pipe, keys, argv)
+
 
 class AsyncEventLog:
     """Writer and reader for asyncio processes."""
@@ -212,7 +175,7 @@ class AsyncEventLog:
         self._keys = keys
         self._maxlen = maxlen
         self._ttl_s = ttl_s
-        self._script = client.register_script(APPEND_SCRIPT)
+        self._script = APPEND_SCRIPT.register_async(client)
 
     async def append(
         self,

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys", "response_channel"]
+__all__ = ["Fields", "Keys", "response_channel"]
 
 
 def response_channel(command_id: str) -> str:
     """The Pub/Sub channel carrying one command's events (part of the public protocol)."""
     return f"response:{command_id}"
+
+
+class Fields:
+    """Hash field names of a command that more than one module reads or writes."""
+
+    STATUS = "status"
+    #: The last event position written (``common/lua/event_append.lua`` increments it).
+    EVENT_SEQ = "event_seq"
+    #: Set to ``True`` when a running command is asked to stop.
+    CANCEL_REQUESTED = "cancel_requested"
+    #: Deliveries of the command's message so far (redeliveries included).
+    ATTEMPTS = "attempts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +125,7 @@ class Keys:
     def broker_namespace(self) -> str:
         """Namespace of Dramatiq's own keys."""
         return f"{self.prefix}:dramatiq"
+
+    def broker_wake(self, queue_name: str) -> str:
+        """A queue's wake-up list (``common/broker.py``), under the broker namespace."""
+        return f"{self.broker_namespace}:{queue_name}.wake"

@@ -7,12 +7,21 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
 
-__all__ = ["async_client", "sync_client", "wait_for_redis"]
+__all__ = ["API_RETRIES", "async_client", "sync_client", "wait_for_redis"]
 
 #: Seconds a command may take before the client gives up (covers a stalled server).
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
+#: A worker's writes ride out a Redis restart: back-off from 50 ms doubling to 1 s, for
+#: about 8 s in all (a command's deadline is longer), then the error surfaces.
+WORKER_RETRY_BASE_S, WORKER_RETRY_CAP_S, WORKER_RETRIES = 0.05, 1.0, 10
+#: The api answers fast or not at all: one immediate retry on a dropped connection.
+API_RETRIES = 1
+_RETRY_ON = [redis.ConnectionError, redis.TimeoutError]
 
 
 def async_client(
@@ -29,6 +38,8 @@ def async_client(
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "health_check_interval": 30,
         "max_connections": max_connections,
+        "retry": AsyncRetry(NoBackoff(), API_RETRIES),
+        "retry_on_error": _RETRY_ON,
     }
     if pool_timeout_s is None:
         return redis.asyncio.Redis.from_url(url, **options)
@@ -37,13 +48,21 @@ def async_client(
 
 
 def sync_client(url: str) -> redis.Redis:
-    """A thread-safe blocking client (decoded strings), shared by one worker process."""
+    """A thread-safe blocking client (decoded strings), shared by one worker process.
+
+    A dropped connection or a refused reconnect is retried with bounded back-off (a
+    Redis restart of a few seconds passes unnoticed). Every write a worker makes is
+    safe to repeat: the event script refuses a response or status it already holds.
+    """
     return redis.Redis.from_url(
         url,
         decode_responses=True,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         health_check_interval=30,
+        retry=Retry(ExponentialBackoff(WORKER_RETRY_CAP_S, WORKER_RETRY_BASE_S), WORKER_RETRIES),
+        # Not timeouts: a stalled server would hold a thread SOCKET_TIMEOUT_S per try.
+        retry_on_error=[redis.ConnectionError],
     )
 
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = "sovd-command-service"
     jwt_audience: str = "sovd-clients"
     access_token_ttl_s: int = Field(default=900, gt=0)
+    #: How long an api process may rely on what it read about a token and its user
+    #: (api/auth_cache.py); a logout or deactivation reaches it sooner by Pub/Sub.
+    auth_cache_ttl_s: float = Field(default=0.5, ge=0, le=1.0)
     refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     #: A used refresh token presented again this soon is refused without revoking its
     #: chain (tabs racing); later, the whole chain is revoked (common/refresh_chain.py).
@@ -136,6 +139,9 @@ class Settings(BaseSettings):
     #: Chance per million broker calls to run queue maintenance (requeues a dead worker's
     #: messages). Dramatiq's default is 1000.
     broker_maintenance_chance: int = Field(default=20_000, ge=0, le=1_000_000)
+    #: How often each worker process runs that maintenance for every queue itself, so a
+    #: dead worker's commands are redelivered within heartbeat timeout + this interval.
+    broker_maintenance_interval_s: float = Field(default=2.0, gt=0)
     #: How often each worker process looks for commands past their deadline.
     sweep_interval_s: float = Field(default=5.0, gt=0)
     #: Extra time after a deadline before the sweeper declares a command timed out.

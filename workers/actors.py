@@ -9,19 +9,22 @@ from dramatiq.middleware import CurrentMessage
 
 from common.broker import TIME_LIMIT_MARGIN_MS
 from common.commands import COMMAND_TYPES, CommandType
-from common.policy import CommandPolicy
-from workers import runtime
 from workers.executor import execute_command
+from workers.runtime import Runtime
 
 __all__ = ["declare_actors"]
 
 
-def _actor_fn(command_type: CommandType) -> Any:
-    def run(command_id: str, request_id: str | None = None) -> None:
+def _actor_fn(command_type: CommandType, runtime: Runtime) -> Any:
+    def run(command_id: str, request_id: str | None = None, vehicle_id: str | None = None) -> None:
         message = CurrentMessage.get_current_message()
         retries = int(message.options.get("retries", 0)) if message is not None else 0
         execute_command(
-            runtime.current(), command_id, command_name=command_type.name, retries=retries
+            runtime,
+            command_id,
+            command_name=command_type.name,
+            retries=retries,
+            vehicle_id=vehicle_id,
         )
 
     run.__name__ = command_type.actor_name
@@ -30,7 +33,7 @@ def _actor_fn(command_type: CommandType) -> Any:
 
 
 def declare_actors(
-    broker: dramatiq.Broker, policies: dict[str, CommandPolicy]
+    broker: dramatiq.Broker, runtime: Runtime
 ) -> dict[str, dramatiq.Actor[Any, None]]:
     """Declare every command type's actor on ``broker``; keyed by command name.
 
@@ -38,7 +41,7 @@ def declare_actors(
     """
     actors = {}
     for command_type in COMMAND_TYPES.values():
-        policy = policies[command_type.name]
+        policy = runtime.policies[command_type.name]
         actors[command_type.name] = dramatiq.actor(
             actor_name=command_type.actor_name,
             queue_name=policy.queue_name,
@@ -49,5 +52,5 @@ def declare_actors(
             max_backoff=policy.max_backoff_ms,
             max_age=policy.max_age_ms,
             time_limit=policy.time_limit_ms + TIME_LIMIT_MARGIN_MS,
-        )(_actor_fn(command_type))
+        )(_actor_fn(command_type, runtime))
     return actors

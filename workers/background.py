@@ -1,13 +1,19 @@
-"""Per-process background duties of a worker: the deadline sweeper and the heartbeat.
+"""Per-process background duties of a worker: queue maintenance, the deadline sweeper.
 
 The sweeper ends commands that passed their deadline without a terminal status (a
 worker died and the message was never redelivered, or the message expired unseen):
 it records an error and ``timeout``. Every worker process sweeps; the event log's
 terminal guard makes concurrent sweeps harmless.
 
-The heartbeat keeps this process's Dramatiq heartbeat fresh while all its threads are
-busy with long commands (Dramatiq only heartbeats when it talks to Redis), so a busy
-worker is never mistaken for a dead one and its commands are not run twice.
+Maintenance runs Dramatiq's requeue of dead workers' unacknowledged messages for every
+queue this process consumes, every ``SOVD_BROKER_MAINTENANCE_INTERVAL_S``: a worker
+killed mid-command has its messages redelivered within its heartbeat timeout plus that
+interval, on every queue (Dramatiq alone does it by chance, per queue). The same call
+refreshes this process's heartbeat while all its threads are busy with long commands,
+so a busy worker is never mistaken for a dead one and its commands are not run twice.
+
+The duties run in a daemon thread started by the ``after_worker_boot`` hook and
+stopped by ``before_worker_shutdown`` (a Dramatiq middleware).
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import threading
 import time
 from typing import cast
 
+import dramatiq
 import structlog
-from dramatiq.brokers.redis import RedisBroker
 
+from common.broker import WakingRedisBroker
 from common.commands import CommandStatus
 from workers.executor import finish
 from workers.runtime import Runtime
@@ -45,34 +52,45 @@ def sweep_expired(runtime: Runtime, *, now_ts: float | None = None) -> list[str]
     return swept
 
 
-class BackgroundDuties:
-    """A daemon thread that sweeps deadlines and refreshes the broker heartbeat."""
+class BackgroundDuties(dramatiq.Middleware):
+    """A daemon thread per worker process that maintains the queues and sweeps deadlines."""
 
-    def __init__(self, runtime: Runtime, broker: RedisBroker) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._broker = broker
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="sovd-background", daemon=True)
+        self._thread: threading.Thread | None = None
+        self._broker: WakingRedisBroker | None = None
 
-    def start(self) -> None:
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        assert isinstance(broker, WakingRedisBroker)  # build_worker pairs them
+        self._broker = broker
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="sovd-background", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def run_once(self, *, sweep: bool) -> None:
+        """One round: maintenance for every queue, then (``sweep``) the deadline sweep."""
+        assert self._broker is not None
+        self._broker.maintain(self._broker.get_declared_queues())
+        if sweep:
+            sweep_expired(self._runtime)
 
     def _loop(self) -> None:
         settings = self._runtime.settings
         heartbeat_s = settings.broker_heartbeat_timeout_ms / 1000 / 3
-        interval = min(settings.sweep_interval_s, heartbeat_s)
+        interval = min(settings.broker_maintenance_interval_s, heartbeat_s)
         next_sweep = 0.0
         while not self._stop.wait(interval):
             try:
-                queue = next(iter(self._broker.get_declared_queues()), None)
-                if queue is not None:
-                    self._broker.do_qsize(queue)  # any broker call refreshes the heartbeat
-                if time.monotonic() >= next_sweep:
-                    sweep_expired(self._runtime)
+                due = time.monotonic() >= next_sweep
+                self.run_once(sweep=due)
+                if due:
                     next_sweep = time.monotonic() + settings.sweep_interval_s
             except Exception as exc:  # Redis down: try again next round
                 log.warning("background_duty_failed", error=str(exc))

@@ -4,37 +4,41 @@ Safe to run twice for the same command (Dramatiq delivers at least once): the ev
 log refuses responses already recorded and anything after the terminal status. A
 transient vehicle error on a retry-safe type raises ``dramatiq.Retry`` (after a
 ``retrying`` event) while attempts and the command's deadline allow; everything else
-ends the command with exactly one terminal status.
+ends the command with exactly one terminal status. The decisions are in
+``workers.decisions``; this module only reads, writes and drives the exchange.
+
+Round trips per command: one to load the command and its vehicle, one to count the
+attempt and record ``in_progress`` with its audit entry, one per response part (with
+the cancel flag read back), and one or two to finish (the audit entry only when the
+terminal status was recorded).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 import dramatiq
 import structlog
-from dramatiq.common import compute_backoff
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from common.audit import AuditAction
-from common.commands import RETRYING, TERMINAL_STATUSES, CommandRecord, CommandStatus
+from common.commands import RETRYING, CommandRecord, CommandStatus
 from common.events import ErrorEvent, Response, ResponseEvent, StatusEvent
-from common.policy import CommandPolicy
+from common.keys import Fields
 from common.timeutil import isoformat, utcnow
 from common.vehicles import Vehicle
 from workers.connector import (
     ConnectorError,
     DiagnosticRequest,
     ExchangeCancelled,
-    ExchangeTimeout,
     NegativeResponse,
 )
+from workers.decisions import Finish, Skip, outcome_of, preflight, retry_plan
 from workers.runtime import Runtime
 
-__all__ = ["execute_command", "finish"]
+__all__ = ["CancelFlag", "execute_command", "finish"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,128 +49,177 @@ _AUDITED = {
     CommandStatus.CANCELLED: AuditAction.COMMAND_CANCELLED,
 }
 
+#: The cancel flag read back with a response is trusted this long by the connector's
+#: own checks (it polls between waits), so a quick exchange does not read it again.
+CANCEL_FLAG_MAX_AGE_S = 0.05
+
+
+class CancelFlag:
+    """The command's ``cancel_requested`` flag, read at most every ``max_age_s``."""
+
+    def __init__(self, runtime: Runtime, command_id: str, *, max_age_s: float) -> None:
+        self._runtime = runtime
+        self._key = runtime.keys.command(command_id)
+        self._max_age_s = max_age_s
+        self._value = False
+        self._read_at = float("-inf")
+
+    def update(self, raw: str | None) -> None:
+        self._value = raw == "True"
+        self._read_at = time.monotonic()
+
+    def __call__(self) -> bool:
+        if not self._value and time.monotonic() - self._read_at > self._max_age_s:
+            self.update(
+                cast(str | None, self._runtime.client.hget(self._key, Fields.CANCEL_REQUESTED))
+            )
+        return self._value
+
+
+def _load(
+    runtime: Runtime, command_id: str, vehicle_id: str | None
+) -> tuple[CommandRecord | None, str | None]:
+    """The command and its vehicle's JSON, in one round trip when the message named the
+    vehicle (two otherwise)."""
+    keys = runtime.keys
+    with runtime.client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.command(command_id))
+        if vehicle_id is not None:
+            pipe.get(keys.vehicle(vehicle_id))
+        rows = pipe.execute()
+    fields = cast(dict[str, str], rows[0])
+    if not fields:
+        return None, None
+    command = CommandRecord.from_redis(fields)
+    if vehicle_id == command.vehicle_id:
+        return command, rows[1]
+    return command, cast(str | None, runtime.client.get(keys.vehicle(command.vehicle_id)))
+
 
 def execute_command(
-    runtime: Runtime, command_id: str, *, command_name: str, retries: int = 0
+    runtime: Runtime,
+    command_id: str,
+    *,
+    command_name: str,
+    retries: int = 0,
+    vehicle_id: str | None = None,
 ) -> CommandStatus | None:
-    """Run one attempt of ``command_id``; return its terminal status (``None``: no command).
+    """Run one delivery of ``command_id``; return its terminal status (``None``: no command).
 
-    ``retries`` is how many attempts already failed (Dramatiq's retry count). Raises
-    ``dramatiq.Retry`` when the attempt should be retried.
+    ``retries`` is how many attempts already failed (Dramatiq's retry count); every
+    delivery that starts the command counts one more ``attempts``. ``vehicle_id`` (from
+    the message) saves a round trip. Raises ``dramatiq.Retry`` when the attempt should
+    be retried.
     """
-    key = runtime.keys.command(command_id)
-    fields = cast(dict[str, str], runtime.client.hgetall(key))
-    if not fields:
-        log.warning("command_not_found", command_id=command_id)
-        return None
-    command = CommandRecord.from_redis(fields)
-    if command.status in TERMINAL_STATUSES:
-        log.info("command_already_terminal", status=command.status.value)
-        return command.status
-    if command.command_name != command_name:
-        message = f"Command type {command.command_name} sent to the {command_name} actor"
-        return finish(runtime, command_id, CommandStatus.FAILED, message, "internal_error")
-    if command.cancel_requested:
-        return finish(runtime, command_id, CommandStatus.CANCELLED)
+    command, raw_vehicle = _load(runtime, command_id, vehicle_id)
     now = utcnow()
-    if command.deadline_at is not None and now >= command.deadline_at:
-        message = "The command was not executed before its deadline"
-        return finish(runtime, command_id, CommandStatus.TIMEOUT, message, "deadline_exceeded")
-    raw_vehicle = runtime.client.get(runtime.keys.vehicle(command.vehicle_id))
-    if raw_vehicle is None:
-        message = f"Vehicle {command.vehicle_id} no longer exists"
-        return finish(runtime, command_id, CommandStatus.FAILED, message, "vehicle_not_found")
-
+    decision = preflight(
+        command, actor_command=command_name, vehicle_exists=raw_vehicle is not None, now=now
+    )
+    if isinstance(decision, Skip):
+        if command is None:
+            log.warning("command_not_found", command_id=command_id)
+        else:
+            log.info("command_already_terminal", status=command.status.value)
+        return decision.status
+    assert command is not None  # preflight skips a missing command
+    if isinstance(decision, Finish):
+        return finish(runtime, command_id, decision.status, decision.message, decision.code,
+                      command=command)  # fmt: skip
+    assert raw_vehicle is not None  # preflight ends a command whose vehicle is gone
     policy = runtime.policies[command_name]
-    attempt = retries + 1
-    runtime.client.hset(key, "attempts", str(attempt))
-    runtime.events.append(
-        StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS, started_at=now),
-        fields={"started_at": isoformat(now)},
-    )
-    log.info("command_started", vehicle_id=command.vehicle_id, attempt=attempt)
-    runtime.audit.record(
-        AuditAction.COMMAND_STARTED,
-        user_id=command.user_id,
-        command_id=command_id,
-        vehicle_id=command.vehicle_id,
-        request_id=command.request_id,
-        details={"command_name": command_name, "attempt": attempt},
-    )
+    attempt = _start(runtime, command, now, retries)
     limit_s = policy.time_limit_ms / 1000
     if command.deadline_at is not None:
         limit_s = min(limit_s, (command.deadline_at - now).total_seconds())
+    cancelled = CancelFlag(runtime, command_id, max_age_s=CANCEL_FLAG_MAX_AGE_S)
     request = DiagnosticRequest(
         command_id=command_id,
         command_name=command_name,
         params=command.command_params,
         vehicle=Vehicle.model_validate_json(raw_vehicle),
         deadline=time.monotonic() + limit_s,
-        cancelled=lambda: runtime.client.hget(key, "cancel_requested") == "True",
+        cancelled=cancelled,
     )
     number = 0
     try:
         for part in runtime.connector.execute(request):
             number += 1
-            _record_response(runtime, command_id, number, part.payload, is_final=part.is_final)
-            if request.cancelled():
+            flag = _record_response(runtime, command_id, number, part.payload,
+                                    is_final=part.is_final)  # fmt: skip
+            cancelled.update(flag)
+            if cancelled():
                 raise ExchangeCancelled("Cancelled during the exchange")
-    except ExchangeCancelled:
-        return finish(runtime, command_id, CommandStatus.CANCELLED)
-    except ExchangeTimeout as exc:
-        return finish(runtime, command_id, CommandStatus.TIMEOUT, exc.message, exc.code)
-    except NegativeResponse as exc:
-        _record_response(runtime, command_id, number + 1, exc.payload, is_final=True)
-        return finish(runtime, command_id, CommandStatus.FAILED, exc.message, exc.code)
     except ConnectorError as exc:
-        _maybe_retry(runtime, command, policy, attempt, exc)
-        return finish(runtime, command_id, CommandStatus.FAILED, exc.message, exc.code)
+        if isinstance(exc, NegativeResponse):  # the vehicle's answer is its last response
+            _record_response(runtime, command_id, number + 1, exc.payload, is_final=True)
+        plan = retry_plan(
+            exc, policy, retries=retries, deadline_at=command.deadline_at, now=utcnow()
+        )
+        if plan is not None and _announce_retry(runtime, command_id, attempt, exc, plan.retry_at):
+            log.warning("command_retrying", attempt=attempt, reason=exc.message,
+                        delay_ms=plan.delay_ms)  # fmt: skip
+            raise dramatiq.Retry(exc.message, delay=plan.delay_ms) from None
+        end = outcome_of(exc)
+        return finish(runtime, command_id, end.status, end.message, end.code, command=command)
     except TimeLimitExceeded:
         message = "The worker's time limit cut the exchange"
-        return finish(runtime, command_id, CommandStatus.TIMEOUT, message, "time_limit")
+        return finish(runtime, command_id, CommandStatus.TIMEOUT, message, "time_limit",
+                      command=command)  # fmt: skip
     except Exception:
         log.exception("command_crashed")
         message = "Internal error while executing the command"
-        return finish(runtime, command_id, CommandStatus.FAILED, message, "internal_error")
-    log.info("command_completed", responses=number)
-    return finish(runtime, command_id, CommandStatus.COMPLETED)
+        return finish(runtime, command_id, CommandStatus.FAILED, message, "internal_error",
+                      command=command)  # fmt: skip
+    log.info("command_completed", responses=number, attempt=attempt)
+    return finish(runtime, command_id, CommandStatus.COMPLETED, command=command)
 
 
-def _maybe_retry(
-    runtime: Runtime,
-    command: CommandRecord,
-    policy: CommandPolicy,
-    attempt: int,
-    exc: ConnectorError,
-) -> None:
-    """Raise ``dramatiq.Retry`` if the policy allows another attempt in time."""
-    if not (exc.transient and policy.retry_safe and attempt <= policy.max_retries):
-        return
-    _, delay_ms = compute_backoff(
-        attempt - 1, factor=max(policy.min_backoff_ms, 1), max_backoff=policy.max_backoff_ms
-    )
-    delay_ms = max(delay_ms, policy.min_backoff_ms)
-    retry_at = utcnow() + timedelta(milliseconds=delay_ms)
-    if command.deadline_at is not None and retry_at >= command.deadline_at:
-        return
+def _start(runtime: Runtime, command: CommandRecord, now: Any, retries: int) -> int:
+    """Count the delivery, record ``in_progress`` and audit the start, in one round trip;
+    return the attempt number (deliveries so far, redeliveries included)."""
+    command_id = command.command_id
+    with runtime.client.pipeline(transaction=False) as pipe:
+        pipe.hincrby(runtime.keys.command(command_id), Fields.ATTEMPTS, 1)
+        runtime.events.queue(
+            pipe,
+            StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS, started_at=now),
+            fields={"started_at": isoformat(now)},
+        )
+        runtime.audit.queue(
+            pipe,
+            AuditAction.COMMAND_STARTED,
+            user_id=command.user_id,
+            command_id=command_id,
+            vehicle_id=command.vehicle_id,
+            request_id=command.request_id,
+            details={"command_name": command.command_name, "attempt": retries + 1},
+        )
+        attempt = int(pipe.execute()[0])
+    log.info("command_started", vehicle_id=command.vehicle_id, attempt=attempt)
+    return attempt
+
+
+def _announce_retry(
+    runtime: Runtime, command_id: str, attempt: int, exc: ConnectorError, retry_at: Any
+) -> bool:
+    """Publish ``retrying``; False when the command ended meanwhile (nothing to retry)."""
     seq = runtime.events.append(
         StatusEvent(
-            command_id=command.command_id,
+            command_id=command_id,
             status=RETRYING,
             attempt=attempt,
             reason=exc.message,
             retry_at=retry_at,
         )
     )
-    if seq <= 0:  # the command ended meanwhile (cancelled, swept): nothing to retry
-        return
-    log.warning("command_retrying", attempt=attempt, reason=exc.message, delay_ms=delay_ms)
-    raise dramatiq.Retry(exc.message, delay=delay_ms)
+    return seq > 0
 
 
 def _record_response(
     runtime: Runtime, command_id: str, number: int, payload: dict[str, object], *, is_final: bool
-) -> None:
+) -> str | None:
+    """Record and publish one response; return the command's cancel flag, read with it."""
     response = Response(
         # Derived from the command and position, so a redelivered run produces the same id.
         response_id=str(uuid.uuid5(uuid.UUID(command_id), str(number))),
@@ -175,9 +228,12 @@ def _record_response(
         is_final=is_final,
         received_at=utcnow(),
     )
-    runtime.events.append(
-        ResponseEvent(command_id=command_id, response=response, sequence_number=number)
-    )
+    with runtime.client.pipeline(transaction=False) as pipe:
+        runtime.events.queue(
+            pipe, ResponseEvent(command_id=command_id, response=response, sequence_number=number)
+        )
+        pipe.hget(runtime.keys.command(command_id), Fields.CANCEL_REQUESTED)
+        return cast(str | None, pipe.execute()[1])
 
 
 def finish(
@@ -186,8 +242,11 @@ def finish(
     status: CommandStatus,
     error_message: str | None = None,
     error_code: str | None = None,
+    *,
+    command: CommandRecord | None = None,
 ) -> CommandStatus:
-    """Record the terminal ``status`` (after its error event, atomically, if any)."""
+    """Record the terminal ``status`` (after its error event, atomically, if any), then
+    its audit entry when it was recorded (not when the command had already ended)."""
     completed = utcnow()
     fields = {"completed_at": isoformat(completed)}
     error = None
@@ -209,16 +268,22 @@ def finish(
         error=error,
     )
     if recorded > 0 and status in _AUDITED:
-        command = runtime.client.hmget(
-            runtime.keys.command(command_id), ["user_id", "vehicle_id", "request_id"]
-        )
+        if command is not None:
+            owner = [command.user_id, command.vehicle_id, command.request_id]
+        else:
+            owner = cast(
+                list[str | None],
+                runtime.client.hmget(
+                    runtime.keys.command(command_id), ["user_id", "vehicle_id", "request_id"]
+                ),
+            )
         runtime.audit.record(
             _AUDITED[status],
             outcome="success" if status == CommandStatus.COMPLETED else "failure",
-            user_id=command[0],
+            user_id=owner[0],
             command_id=command_id,
-            vehicle_id=command[1],
-            request_id=command[2],
+            vehicle_id=owner[1],
+            request_id=owner[2],
             details={"error_code": error_code} if error_code else {},
         )
     if status != CommandStatus.COMPLETED:

@@ -1,6 +1,7 @@
 """Worker entry point: ``dramatiq workers.main:setup --skip-logging``.
 
-Builds the broker from settings and installs it before any actor is declared.
+Builds the worker from settings (``workers.build.build_worker``); the actors are
+declared on that broker, which is then installed as Dramatiq's global one.
 """
 
 from __future__ import annotations
@@ -11,16 +12,11 @@ import time
 from types import FrameType
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 
-from common.broker import build_broker
 from common.logging import configure_logging
 from common.redis_client import wait_for_redis
 from common.settings import get_settings
-from workers import runtime
-from workers.actors import declare_actors
-from workers.background import BackgroundDuties
-from workers.middleware import LogContext
+from workers.build import build_worker
 
 __all__ = ["setup"]
 
@@ -59,16 +55,5 @@ def setup() -> None:
     settings = get_settings()
     configure_logging(settings, "worker")
     wait_for_redis(settings.effective_redis_url)
-    broker = build_broker(settings)
-    broker.add_middleware(CurrentMessage())
-    broker.add_middleware(LogContext())
-    if settings.worker_metrics:
-        # Dramatiq's exporter: port and data folder from dramatiq_prom_port / dramatiq_prom_db.
-        from dramatiq.middleware.prometheus import Prometheus
-
-        broker.add_middleware(Prometheus())
-    dramatiq.set_broker(broker)
-    worker_runtime = runtime.build_runtime(settings)
-    runtime.configure(worker_runtime)
-    declare_actors(broker, worker_runtime.policies)
-    BackgroundDuties(worker_runtime, broker).start()
+    parts = build_worker(settings)
+    dramatiq.set_broker(parts.broker)

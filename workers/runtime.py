@@ -15,7 +15,7 @@ from common.settings import Settings
 from workers.connector import VehicleConnector
 from workers.simulator import SimulatedFleet
 
-__all__ = ["Runtime", "build_runtime", "configure", "current"]
+__all__ = ["Runtime", "build_runtime"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +30,6 @@ class Runtime:
 
     def close(self) -> None:
         self.client.close()
-
-
-_runtime: Runtime | None = None
 
 
 def build_runtime(settings: Settings, *, connector: VehicleConnector | None = None) -> Runtime:
@@ -53,15 +50,3 @@ def build_runtime(settings: Settings, *, connector: VehicleConnector | None = No
         policies=load_policies(settings),
         audit=AuditLog(client, keys, settings),
     )
-
-
-def configure(runtime: Runtime) -> None:
-    """Install the process's runtime; actors read it with ``current()``."""
-    global _runtime
-    _runtime = runtime
-
-
-def current() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("workers.runtime.configure() was not called in this process")
-    return _runtime

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from common.keys import Keys
+from common.lua import lua_script
 from common.timeutil import isoformat
 from common.vehicles import ConnectionStatus, Vehicle
 from workers.connector import (
@@ -95,12 +96,8 @@ DATA_IDENTIFIERS: dict[int, tuple[str, str, str | None]] = {
 _NRC_REQUEST_OUT_OF_RANGE = (0x31, "requestOutOfRange")
 _INIT_FIELD = "_initialized"
 
-# First writer wins: two workers creating the same ECU's memory at once agree on it.
-_INIT_MEMORY_SCRIPT = f"""
-if redis.call('HSETNX', KEYS[1], '{_INIT_FIELD}', '1') == 1 and #ARGV > 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV))
-end
-"""
+#: common/lua/sim_init_memory.lua
+_INIT_MEMORY_SCRIPT = lua_script("sim_init_memory")
 
 Sleep = Callable[[float], None]
 
@@ -126,7 +123,7 @@ class SimulatedFleet:
         self._seed = seed
         self._delay_scale = delay_scale
         self._sleep = sleep
-        self._init_memory = client.register_script(_INIT_MEMORY_SCRIPT)
+        self._init_memory = _INIT_MEMORY_SCRIPT.register(client)
 
     def inject_fault(self, vehicle_id: str, fault: str) -> None:
         """Make the vehicle's next exchange misbehave (see ``FAULTS``); faults queue up."""
@@ -280,7 +277,7 @@ class SimulatedFleet:
                         },
                     }
                 )
-            args = [item for pair in initial.items() for item in pair]
+            args = [_INIT_FIELD, *(item for pair in initial.items() for item in pair)]
             self._init_memory(keys=[key], args=args)
         raw = self._client.hgetall(key)
         return [json.loads(v) for k, v in sorted(raw.items()) if k != _INIT_FIELD]

@@ -12,6 +12,7 @@ from api.deps import Auth, CurrentUser, State, client_info
 from api.schemas import LoginRequest, LogoutRequest, MePublic, RefreshRequest, TokenPair
 from common.audit import AuditAction
 from common.auth import revoke_access_token
+from common.auth_events import AuthEvent
 from common.errors import AuthError
 from common.passwords import verify_password
 from common.refresh_chain import IssuedPair, Rotation
@@ -119,6 +120,7 @@ async def logout(
     """Revoke the presented access token and, when given, the refresh token."""
     user, claims = auth
     await revoke_access_token(state.redis, state.keys, claims, now_ts=time.time())
+    state.auth.apply(AuthEvent(kind="token_revoked", user_id=user.user_id, jti=claims.jti))
     await state.audit.record(
         AuditAction.LOGOUT, user_id=user.user_id, username=user.username, **client_info(request)
     )

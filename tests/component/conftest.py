@@ -7,11 +7,9 @@ from collections.abc import Iterator
 
 import dramatiq
 import pytest
-from dramatiq.middleware import CurrentMessage
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from common.broker import build_broker
 from common.fleet import DEMO_USERS, demo_fleet
 from common.keys import Keys
 from common.redis_client import async_client
@@ -19,26 +17,24 @@ from common.settings import Settings
 from common.users import Role, UserStore
 from common.vehicles import ConnectionStatus, Vehicle
 from workers import runtime
-from workers.actors import declare_actors
-from workers.middleware import LogContext
+from workers.build import WorkerParts, build_worker
 
 PASSWORDS = {username: password for username, password, _, _ in DEMO_USERS}
 
 
 @pytest.fixture
-def worker(settings: Settings) -> Iterator[dramatiq.Worker]:
-    broker = build_broker(settings)
-    broker.add_middleware(CurrentMessage())
-    broker.add_middleware(LogContext())
-    worker_runtime = runtime.build_runtime(settings)
-    declare_actors(broker, worker_runtime.policies)
-    runtime.configure(worker_runtime)
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+def worker_parts(settings: Settings) -> Iterator[WorkerParts]:
+    parts = build_worker(settings)
+    yield parts
+    parts.close()
+
+
+@pytest.fixture
+def worker(worker_parts: WorkerParts) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(worker_parts.broker, worker_timeout=50, worker_threads=2)
     worker.start()
     yield worker
     worker.stop()
-    broker.close()
-    worker_runtime.close()
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from common.commands import CommandStatus
 from common.events import StatusEvent
 from common.keys import Keys
-from common.settings import Settings
 from common.timeutil import utcnow
 from common.vehicles import ConnectionStatus
 from tests.component.conftest import login, vehicle
 from tests.support import wait_for
 from workers import runtime
+from workers.build import WorkerParts
 from workers.connector import DiagnosticRequest
 from workers.executor import _record_response, execute_command
 
@@ -133,10 +133,10 @@ def test_a_vehicle_that_went_offline_after_submit_fails_with_a_clear_error(
 
 def test_executing_a_command_again_adds_no_event(
     worker: dramatiq.Worker, api: TestClient, sync_redis: redis.Redis, keys: Keys,
-    settings: Settings,
+    worker_parts: WorkerParts,
 ) -> None:  # fmt: skip
     command_id, events = run(api, sync_redis, keys, "ReadDTC", {"ecuAddress": "0x10"})
-    execute_command(runtime.current(), command_id, command_name="ReadDTC")
+    execute_command(worker_parts.runtime, command_id, command_name="ReadDTC")
     assert sync_redis.xlen(keys.command_events(command_id)) == len(events)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,82 @@ def test_api_and_workers_recover_by_themselves_after_a_redis_outage(tmp_path: Pa
             assert event["status"] == "completed"
     finally:
         server.stop()
+
+
+def _wait_terminal(client: redis.Redis, key: str, *, timeout_s: float) -> str:
+    wait_for(lambda: client.hget(key, "status") in TERMINAL, timeout_s=timeout_s,
+             what="the command to end")  # fmt: skip
+    return str(client.hget(key, "status"))
+
+
+def test_a_command_in_flight_across_a_two_second_redis_restart_completes(tmp_path: Path) -> None:
+    """Worker event writes retry with bounded back-off; the api answers at once after."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    try:
+        with running_stack(server.url, tmp_path, jwt_secret=TEST_JWT_SECRET) as stack:
+            keys = Keys(stack.settings.key_prefix)
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            client.rpush(keys.sim_faults(VEHICLE.vehicle_id), "slow:0.4")
+            client.close()
+            token = token_for(stack)
+            command = submit(stack, token)
+            key = keys.command(command["command_id"])
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            wait_for(lambda: client.hget(key, "status") == "in_progress", what="the start")
+            client.close()
+            server.halt()
+            time.sleep(2.0)  # the outage being simulated, not a wait for a condition
+            server.start()
+            headers = {"Authorization": f"Bearer {token}"}
+            read = httpx.get(f"{stack.api_url}/api/v1/vehicles/{VEHICLE.vehicle_id}",
+                             headers=headers)  # fmt: skip
+            assert read.status_code == 200, read.text
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            try:
+                assert _wait_terminal(client, key, timeout_s=timeout(30)) == "completed"
+                events = [json.loads(f["event"]) for _, f in client.xrange(keys.command_events(
+                    command["command_id"]))]  # fmt: skip
+                assert_consistent(events)
+                after = submit(stack, token)  # 202 (asserted by submit)
+                later = keys.command(after["command_id"])
+                assert _wait_terminal(client, later, timeout_s=timeout(30)) == "completed"
+            finally:
+                client.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("queue_command", ["ReadDataByID", "ReadDTC"])
+def test_a_killed_workers_command_is_redelivered_on_every_queue_and_attempts_count_it(
+    stack: Stack, tmp_path: Path, queue_command: str
+) -> None:
+    """No maintenance by chance here: only the workers' own maintenance can requeue."""
+    keys = Keys(stack.settings.key_prefix)
+    client = redis.Redis.from_url(stack.settings.effective_redis_url, decode_responses=True)
+    client.rpush(keys.sim_faults(VEHICLE.vehicle_id), "slow:1")
+    env = {**stack.env, "SOVD_BROKER_MAINTENANCE_CHANCE": "0"}
+    first = Worker(Stack(**{**stack.__dict__, "env": env}), tmp_path / "worker-1.log")
+    token = token_for(stack)
+    params = {"ecuAddress": "0x10"} | ({"dataId": "0xF190"} if queue_command == "ReadDataByID"
+                                      else {})  # fmt: skip
+    response = httpx.post(
+        f"{stack.api_url}/api/v1/commands",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"vehicle_id": VEHICLE.vehicle_id, "command_name": queue_command,
+              "command_params": params},
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    key = keys.command(response.json()["command_id"])
+    second = None
+    try:
+        wait_for(lambda: client.hget(key, "status") == "in_progress", what="the start")
+        first.kill()
+        second = Worker(Stack(**{**stack.__dict__, "env": env}), tmp_path / "worker-2.log")
+        bound = 1.5 + 5  # FAST_RECOVERY's heartbeat timeout + 5 s
+        assert _wait_terminal(client, key, timeout_s=timeout(bound)) == "completed"
+        assert client.hget(key, "attempts") == "2"
+    finally:
+        if second is not None:
+            second.stop()
+        client.close()

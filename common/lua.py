@@ -1,0 +1,49 @@
+"""The Redis Lua scripts (``common/lua/*.lua``), read once and registered on a client.
+
+Each script opens with a header naming every ``KEYS`` and ``ARGV`` slot and reads them
+into named locals. Called directly, a registered script runs by ``EVALSHA`` and loads
+itself when the server does not know it (after a restart). Queued on a pipeline, it
+runs by ``EVAL`` with its source (``queue``): redis-py would otherwise check
+``SCRIPT EXISTS`` before every pipeline, one more round trip, and a ``NOSCRIPT`` inside
+a transaction would leave the other commands applied without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+
+__all__ = ["LuaScript", "lua_script"]
+
+SCRIPTS_DIR = Path(__file__).with_name("lua")
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    """One script's name and source."""
+
+    name: str
+    source: str
+
+    def register(self, client: redis.Redis) -> Any:
+        """A callable ``(keys=[...], args=[...])`` for a synchronous client."""
+        return client.register_script(self.source)
+
+    def register_async(self, client: redis.asyncio.Redis) -> Any:
+        """A callable ``await script(keys=[...], args=[...])`` for an asyncio client."""
+        return client.register_script(self.source)
+
+    def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
+        """Queue the script on ``pipe`` (sync or asyncio pipeline) by ``EVAL``."""
+        pipe.eval(self.source, len(keys), *keys, *args)
+
+
+@cache
+def lua_script(name: str) -> LuaScript:
+    """The script ``common/lua/<name>.lua``."""
+    return LuaScript(name, (SCRIPTS_DIR / f"{name}.lua").read_text())
