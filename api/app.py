@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from redis.exceptions import RedisError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.console import install_console
@@ -24,7 +26,9 @@ from common.audit import AuditAction
 from common.broker import build_broker
 from common.errors import ForbiddenError
 from common.fleet import seed_demo
+from common.history import backfill_indexes
 from common.http_errors import error_response, install_error_handlers
+from common.keys import Keys
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
 from common.retention import RetentionSweeper
@@ -55,13 +59,15 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.retention_sweep_interval_s,
         )
         retention.start()
+        backfill = asyncio.create_task(_backfill_history(client, state.keys), name="backfill")
         auth_events = asyncio.create_task(state.auth.run(), name="auth-events")
         try:
             yield
         finally:
-            auth_events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await auth_events
+            for task in (auth_events, backfill):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await retention.stop()
             await broker.aclose_async()
             broker.close()
@@ -122,3 +128,14 @@ async def _audited_forbidden(request: Request, exc: Exception) -> Response:
         **client_info(request),
     )
     return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+
+async def _backfill_history(client: Any, keys: Keys) -> None:
+    """Index commands stored by an earlier version (once per store); Redis away: next start."""
+    try:
+        walked = await backfill_indexes(client, keys)
+    except (OSError, RedisError) as exc:
+        log.warning("history_backfill_failed", error=repr(exc))
+        return
+    if walked is not None:
+        log.info("history_indexes_backfilled", commands=walked)

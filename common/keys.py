@@ -94,6 +94,23 @@ class Keys:
     def commands_by_vehicle(self, vehicle_id: str) -> str:
         return f"{self.prefix}:commands:vehicle:{vehicle_id}"
 
+    def commands_by_status(self, status: str) -> str:
+        """Commands in one status now; the event script moves a command between them."""
+        return f"{self.commands_by_status_prefix}{status}"
+
+    @property
+    def commands_by_status_prefix(self) -> str:
+        """What ``commands_by_status`` puts before the status (for the event script)."""
+        return f"{self.prefix}:commands:status:"
+
+    @property
+    def history_index_version(self) -> str:
+        """The layout version of the history indexes (``common/history.py``)."""
+        return f"{self.prefix}:commands:index-version"
+
+    def commands_by_type(self, command_name: str) -> str:
+        return f"{self.prefix}:commands:type:{command_name}"
+
     @property
     def retention_lock(self) -> str:
         """Held by the api process running this round's retention sweep."""
