@@ -23,6 +23,7 @@ from api.openapi import install_openapi
 from api.routes import audit, auth, command_types, commands, health, vehicles
 from api.state import AppState
 from common.audit import AuditAction
+from common.audit import backfill_indexes as backfill_audit_indexes
 from common.broker import build_broker
 from common.errors import ForbiddenError
 from common.fleet import seed_demo
@@ -59,7 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.retention_sweep_interval_s,
         )
         retention.start()
-        backfill = asyncio.create_task(_backfill_history(client, state.keys), name="backfill")
+        backfill = asyncio.create_task(
+            _backfill_indexes(client, state.keys, settings), name="backfill"
+        )
         auth_events = asyncio.create_task(state.auth.run(), name="auth-events")
         try:
             yield
@@ -130,12 +133,14 @@ async def _audited_forbidden(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, exc.code, exc.message, exc.details)
 
 
-async def _backfill_history(client: Any, keys: Keys) -> None:
-    """Index commands stored by an earlier version (once per store); Redis away: next start."""
+async def _backfill_indexes(client: Any, keys: Keys, settings: Settings) -> None:
+    """Index commands and audit entries stored by an earlier version (once per store);
+    Redis away: at the next start."""
     try:
-        walked = await backfill_indexes(client, keys)
+        commands = await backfill_indexes(client, keys)
+        entries = await backfill_audit_indexes(client, keys, settings)
     except (OSError, RedisError) as exc:
-        log.warning("history_backfill_failed", error=repr(exc))
+        log.warning("index_backfill_failed", error=repr(exc))
         return
-    if walked is not None:
-        log.info("history_indexes_backfilled", commands=walked)
+    if commands is not None or entries is not None:
+        log.info("indexes_backfilled", commands=commands, audit_entries=entries)

@@ -125,6 +125,21 @@ class Keys:
         """The audit trail (a Stream)."""
         return f"{self.prefix}:audit"
 
+    @property
+    def audit_index_prefix(self) -> str:
+        """What ``audit_index`` puts before ``<field>:<value>`` (for the audit script)."""
+        return f"{self.prefix}:audit:by:"
+
+    def audit_index(self, field: str, value: str) -> str:
+        """Audit entry ids with this field value (a sorted set scored by entry time, ms);
+        ``audit_index("all", "")`` holds every entry."""
+        return f"{self.audit_index_prefix}{field}:{value}"
+
+    @property
+    def audit_index_version(self) -> str:
+        """The layout version of the audit indexes (``common/audit.py``)."""
+        return f"{self.prefix}:audit:index-version"
+
     def stats(self, name: str) -> str:
         """Command statistics kept for metrics (hashes)."""
         return f"{self.prefix}:stats:{name}"

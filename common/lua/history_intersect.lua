@@ -1,7 +1,7 @@
--- One page of the commands that are in every given index, newest first: walks the
--- index with the fewest entries in the time range, by rank, and keeps the commands
--- every other index holds. Work is bounded by the smallest index in the range, not
--- by the number of commands stored. Returns {total, id1, score1, id2, score2, ...}:
+-- One page of the members (command ids, audit entry ids) that are in every given
+-- index, newest first: walks the index with the fewest entries in the score (time)
+-- range, by rank, and keeps the members every other index holds. Work is bounded by
+-- the smallest index in the range, not by the number of members stored. Returns {total, id1, score1, id2, score2, ...}:
 -- total counts every match in the range (whatever the cursor and offset); the ids are
 -- the matches after the cursor, past `offset` of them, at most `count`.
 --
