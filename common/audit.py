@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -191,7 +192,12 @@ class AsyncAuditLog:
                 total, ids = await pipe.execute()
         else:
             args = [high, low, "", "", query.offset, query.limit, 500]
-            total, *flat = cast(list[Any], await self._intersect(keys=indexes, args=args))
+            total, *flat = cast(
+                list[Any],
+                await self._intersect(
+                    keys=[*indexes, self._keys.scratch(uuid.uuid4().hex)], args=args
+                ),
+            )
             ids = flat[0::2]
         if not ids:
             return [], int(total)

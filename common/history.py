@@ -158,7 +158,10 @@ class CommandHistory:
             "" if after is None else repr(after.score), "" if after is None else after.command_id,
             offset, limit + 1, _INTERSECT_STEP,
         ]  # fmt: skip
-        total, *flat = cast(list[Any], await self._intersect(keys=indexes, args=args))
+        total, *flat = cast(
+            list[Any],
+            await self._intersect(keys=[*indexes, self._keys.scratch(uuid.uuid4().hex)], args=args),
+        )
         entries = [Cursor(float(flat[i + 1]), str(flat[i])) for i in range(0, len(flat), 2)]
         return await self._finish(entries, limit, int(total))
 

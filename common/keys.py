@@ -103,6 +103,10 @@ class Keys:
         """What ``commands_by_status`` puts before the status (for the event script)."""
         return f"{self.prefix}:commands:status:"
 
+    def scratch(self, token: str) -> str:
+        """A key one script call writes and deletes before it returns."""
+        return f"{self.prefix}:scratch:{token}"
+
     @property
     def history_index_version(self) -> str:
         """The layout version of the history indexes (``common/history.py``)."""
