@@ -1,8 +1,8 @@
 """Command retention: finished commands older than the retention leave Redis, whole.
 
 A command owns its hash, its responses hash and its event log (which also expires on
-its own), plus one entry in each index: all commands, per user, per vehicle, and the
-deadlines. Once the command has ended and its submission is older than
+its own), plus one entry in each index: all commands, per user, per vehicle, per status,
+per type, and the deadlines. Once the command has ended and its submission is older than
 ``SOVD_COMMAND_RETENTION_DAYS``, ``sweep`` deletes all of them in one script per
 command, which checks again that the command has ended, so a command still running
 is never touched (the deadline sweeper ends it first). A late event for a removed
