@@ -40,7 +40,13 @@ from workers.grpc_contract import (
 from workers.grpc_gen.vehicle_pb2 import CommandRequest, CommandResponse
 from workers.sequencing import PartSequencer, SequenceError
 
-__all__ = ["CANCEL_POLL_S", "TARGET_METADATA_KEY", "GrpcConnector", "channel_credentials"]
+__all__ = [
+    "CANCEL_POLL_S",
+    "FINAL_GRACE_S",
+    "TARGET_METADATA_KEY",
+    "GrpcConnector",
+    "channel_credentials",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +54,8 @@ log = structlog.get_logger(__name__)
 TARGET_METADATA_KEY = "grpc_target"
 #: How often a running call checks whether its command was cancelled.
 CANCEL_POLL_S = 0.05
+#: After the final part, how long the gateway has to end the call before it is cancelled.
+FINAL_GRACE_S = 1.0
 
 _TARGET = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$")
 
@@ -137,14 +145,21 @@ class GrpcConnector:
         sequencer: PartSequencer[ResponsePart] = PartSequencer()
         try:
             for answer in call:
+                if sequencer.done:  # the answer is whole; only the call's end is awaited
+                    sequencer.duplicates += 1
+                    continue
                 part = _part(request, answer)
-                yield from sequencer.accept(answer.sequence_number, part, is_final=answer.is_final)
-                if sequencer.done:
-                    break
-            else:
+                ready = sequencer.accept(answer.sequence_number, part, is_final=answer.is_final)
+                yield from ready
+                if ready and ready[-1].is_final:
+                    watch.end_by(time.monotonic() + FINAL_GRACE_S)
+            if not sequencer.done:
                 gap = f" (part {sequencer.missing[0]} never came)" if sequencer.missing else ""
                 raise ConnectionLost(f"The vehicle gateway ended the answer early{gap}")
         except grpc.RpcError as exc:
+            if sequencer.done:  # ended (or cut) after the final part: nothing is missing
+                log.warning("grpc_call_ended_after_final_part", target=target, status=str(exc))
+                return
             raise _error_of(exc, target, watch.cancelled) from None
         except SequenceError as exc:
             raise GatewayProtocolError(
@@ -188,12 +203,23 @@ class _CancelWatch:
         self._call = call
         self._check = cancelled
         self._done = threading.Event()
+        self._end_by = float("inf")
         self.cancelled = False
         self._thread = threading.Thread(target=self._run, name="grpc-cancel-watch", daemon=True)
         self._thread.start()
 
+    def end_by(self, deadline: float) -> None:
+        """Cancel the call at ``deadline`` (a ``time.monotonic()`` value) if it still runs;
+        the command's own cancel is no longer watched."""
+        self._end_by = deadline
+
     def _run(self) -> None:
         while not self._done.wait(CANCEL_POLL_S):
+            if self._end_by != float("inf"):
+                if time.monotonic() >= self._end_by:
+                    self._call.cancel()
+                    return
+                continue
             try:
                 requested = self._check()
             except Exception:  # a Redis blip: look again at the next poll
