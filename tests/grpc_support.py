@@ -86,11 +86,12 @@ class GatewayProcess:
 
 @contextmanager
 def gateway_process(
-    env: Mapping[str, str], log: Path, *, argv: tuple[str, ...] = ()
+    env: Mapping[str, str], log: Path, *, argv: tuple[str, ...] = (), port: int | None = None
 ) -> Iterator[GatewayProcess]:
-    """Start the gateway with ``env`` (the ``SOVD_*`` of the stack it serves) on a free
-    port; wait until it listens (or idles, with ``--procfile``); stop it on exit."""
-    port = free_port()
+    """Start the gateway with ``env`` (the ``SOVD_*`` of the stack it serves) on ``port``
+    (a free one by default); wait until it listens (or idles, with ``--procfile``); stop
+    it on exit."""
+    port = port or free_port()
     full_env = {
         **os.environ,
         "SOVD_LOG_FORMAT": "json",

@@ -25,6 +25,7 @@ from common.settings import Settings
 from common.vehicles import Vehicle
 from workers.connector import (
     ConnectionLost,
+    ConnectorError,
     DiagnosticRequest,
     ExchangeCancelled,
     ExchangeTimeout,
@@ -160,7 +161,7 @@ class GrpcConnector:
             if sequencer.done:  # ended (or cut) after the final part: nothing is missing
                 log.warning("grpc_call_ended_after_final_part", target=target, status=str(exc))
                 return
-            raise _error_of(exc, target, watch.cancelled) from None
+            raise _error_of(exc, target, watch.cancelled, sequencer.next_number > 0) from None
         except SequenceError as exc:
             raise GatewayProtocolError(
                 f"The vehicle gateway's answer is out of order: {exc}"
@@ -186,13 +187,17 @@ def _part(request: DiagnosticRequest, answer: CommandResponse) -> ResponsePart:
     return ResponsePart(payload, is_final=answer.is_final)
 
 
-def _error_of(exc: grpc.RpcError, target: str, cancelled_here: bool) -> Exception:
+def _error_of(
+    exc: grpc.RpcError, target: str, cancelled_here: bool, mid_answer: bool
+) -> ConnectorError:
     call: Any = exc  # a failed call's error is also the call (grpc.Call)
     code: grpc.StatusCode = call.code()
     details: str | None = call.details()
     trailers = call.trailing_metadata()
     log.warning("grpc_call_failed", target=target, status=code.name, details=details)
-    return error_for_status(code, details, trailers, cancelled_here=cancelled_here)
+    return error_for_status(
+        code, details, trailers, cancelled_here=cancelled_here, mid_answer=mid_answer
+    )
 
 
 class _CancelWatch:

@@ -100,13 +100,18 @@ class StatusError:
     error: type[ConnectorError]
     summary: str
     with_details: bool = True
+    #: The summary when parts of the answer had arrived.
+    mid_answer: str | None = None
 
 
 #: Status code -> what the command ends with (CANCELLED when the worker cancelled is
 #: ``ExchangeCancelled``; OK without a final part is a lost connection).
 STATUS_ERRORS: dict[grpc.StatusCode, StatusError] = {
     grpc.StatusCode.UNAVAILABLE: StatusError(
-        ConnectionLost, "The vehicle gateway is unreachable", with_details=False
+        ConnectionLost,
+        "The vehicle gateway is unreachable",
+        with_details=False,
+        mid_answer="The connection to the vehicle gateway dropped mid-answer",
     ),
     grpc.StatusCode.ABORTED: StatusError(
         ConnectionLost, "The vehicle gateway aborted the exchange"
@@ -200,9 +205,11 @@ def error_for_status(
     trailers: Sequence[tuple[str, str | bytes]] | None = None,
     *,
     cancelled_here: bool = False,
+    mid_answer: bool = False,
 ) -> ConnectorError:
     """The connector error a call that ended with ``code`` raises. ``cancelled_here``:
-    this side cancelled the call (the command was cancelled)."""
+    this side cancelled the call (the command was cancelled); ``mid_answer``: parts of
+    the answer had arrived."""
     if code == grpc.StatusCode.CANCELLED and cancelled_here:
         return ExchangeCancelled("Cancelled during the exchange")
     entry = STATUS_ERRORS.get(code, StatusError(GatewayError, "The vehicle gateway failed"))
@@ -214,7 +221,7 @@ def error_for_status(
     elif entry.with_details and text:
         message = f"{entry.summary}: {text}"
     else:
-        message = entry.summary
+        message = entry.mid_answer if mid_answer and entry.mid_answer else entry.summary
     if error is NegativeResponse:
         return NegativeResponse(message, _negative_payload(code, text, trailers))
     return error(message)

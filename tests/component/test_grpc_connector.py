@@ -354,6 +354,7 @@ def test_a_gateway_killed_mid_answer_ends_the_exchange_with_a_transient_error(
             connector.close()
     assert first.payload["type"] == "dtc"
     assert raised.value.transient is True
+    assert raised.value.message == "The connection to the vehicle gateway dropped mid-answer"
 
 
 def test_the_procfile_entry_idles_unless_the_workers_use_grpc(
