@@ -57,6 +57,9 @@ TARGET_METADATA_KEY = "grpc_target"
 CANCEL_POLL_S = 0.05
 #: After the final part, how long the gateway has to end the call before it is cancelled.
 FINAL_GRACE_S = 1.0
+#: Longest wait between reconnection attempts to a gateway that went away (gRPC's own
+#: default grows to 120 s, so a restarted gateway could sit unused for two minutes).
+MAX_RECONNECT_BACKOFF_MS = 5_000
 
 _TARGET = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$")
 
@@ -84,7 +87,10 @@ class GrpcConnector:
     def __init__(self, settings: Settings) -> None:
         self._default_target = settings.grpc_target
         self._credentials = channel_credentials(settings)
-        self._options: list[tuple[str, Any]] = []
+        self._options: list[tuple[str, Any]] = [
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+        ]
         if settings.grpc_keepalive_s > 0:
             self._options += [
                 ("grpc.keepalive_time_ms", int(settings.grpc_keepalive_s * 1000)),

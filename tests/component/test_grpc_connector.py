@@ -357,6 +357,35 @@ def test_a_gateway_killed_mid_answer_ends_the_exchange_with_a_transient_error(
     assert raised.value.message == "The connection to the vehicle gateway dropped mid-answer"
 
 
+def test_a_restarted_gateway_is_used_again_without_a_new_connector(
+    settings: Settings, fleet: list[Vehicle], tmp_path: Path
+) -> None:
+    connected = next(v for v in fleet if v.connection_status == ConnectionStatus.CONNECTED)
+    env = {
+        "SOVD_REDIS_URL": settings.effective_redis_url,
+        "SOVD_KEY_PREFIX": settings.key_prefix,
+        "SOVD_SIM_DELAY_SCALE": "0",
+    }
+    with gateway_process(env, tmp_path / "first.log") as first:
+        connector = _connector(settings, first.target)
+        assert list(connector.execute(request(connected)))[-1].is_final is True
+        first.kill()
+    try:
+        with pytest.raises(ConnectionLost):
+            list(connector.execute(request(connected)))
+        with gateway_process(env, tmp_path / "second.log", port=first.port):
+
+            def answered() -> bool:
+                try:
+                    return list(connector.execute(request(connected)))[-1].is_final
+                except ConnectionLost:
+                    return False
+
+            assert wait_for(answered, timeout_s=15, interval_s=0.2, what="the restarted gateway")
+    finally:
+        connector.close()
+
+
 def test_the_procfile_entry_idles_unless_the_workers_use_grpc(
     settings: Settings, tmp_path: Path
 ) -> None:
