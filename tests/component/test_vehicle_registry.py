@@ -82,7 +82,7 @@ def test_a_duplicate_vin_is_409_naming_the_registered_vehicle(api: TestClient) -
         (
             {"metadata": {"ecus": [{"address": f"0x{i:X}", "name": "E"} for i in range(65)]}},
             "metadata",
-        ),  # fmt: skip
+        ),
         ({"metadata": {"blob": "x" * MAX_METADATA_BYTES}}, "metadata"),
         ({"metadata": {"simulated": "yes"}}, "metadata"),
         ({"connection_status": "connected"}, "connection_status"),
