@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from common.commands import CommandStatus
 from common.events import StatusEvent
 from common.keys import Keys
+from common.settings import Settings
 from common.timeutil import utcnow
 from common.vehicles import ConnectionStatus
-from common.settings import Settings
 from tests.component.conftest import login, report_presence, vehicle
 from tests.support import wait_for
 from workers import runtime
