@@ -38,8 +38,8 @@ class WorkerParts:
 def build_worker(settings: Settings, *, connector: VehicleConnector | None = None) -> WorkerParts:
     """The broker with every middleware (Dramatiq's defaults, the current message, log
     context, background duties, the offline-commands follower, Prometheus when enabled),
-    the runtime and the actors declared on that broker. The worker entry point and the tests both use it; a
-    ``dramatiq.Worker(parts.broker, ...)`` then runs it."""
+    the runtime and the actors declared on that broker. The worker entry point and the
+    tests both use it; a ``dramatiq.Worker(parts.broker, ...)`` then runs it."""
     broker = build_broker(settings)
     runtime = build_runtime(settings, connector=connector)
     duties = BackgroundDuties(runtime)
