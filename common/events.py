@@ -23,7 +23,6 @@ __all__ = [
     "EventEnvelope",
     "PresenceSnapshotEvent",
     "ProtocolErrorEvent",
-    "VehiclePresence",
     "Response",
     "ResponseEvent",
     "SnapshotEvent",
@@ -31,6 +30,7 @@ __all__ = [
     "SubscribedEvent",
     "TokenRefreshedEvent",
     "UnsubscribedEvent",
+    "VehiclePresence",
     "WelcomeEvent",
 ]
 
