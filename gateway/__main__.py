@@ -1,5 +1,6 @@
 """Gateway entry point: ``python -m gateway`` serves the simulated fleet over gRPC.
 
+It reports the presence of the simulated vehicles it hosts (``gateway.presence``).
 ``--procfile`` (the Procfile's ``gateway`` entry) serves only when the workers use it
 (``SOVD_CONNECTOR=grpc`` and ``SOVD_GRPC_LOCAL_GATEWAY``); otherwise it stays idle, since
 honcho stops every process when one exits.
@@ -17,6 +18,7 @@ import structlog
 from common.logging import configure_logging
 from common.redis_client import wait_for_redis
 from common.settings import get_settings
+from gateway.presence import HostedPresence
 from gateway.server import build_gateway
 
 #: Time calls in progress get to finish on SIGTERM before they are cancelled.
@@ -44,9 +46,17 @@ def main(argv: list[str] | None = None) -> None:
     wait_for_redis(settings.effective_redis_url)
     gateway = build_gateway(settings)
     gateway.server.start()
-    log.info("gateway_listening", host=settings.grpc_gateway_host, port=gateway.port)
+    presence = HostedPresence(settings)
+    presence.start()
+    log.info(
+        "gateway_listening",
+        host=settings.grpc_gateway_host,
+        port=gateway.port,
+        vehicles=len(presence.reported),
+    )
     stop.wait()
     log.info("gateway_stopping", grace_s=SHUTDOWN_GRACE_S)
+    presence.stop()  # its vehicles go offline first: their running commands end cleanly
     gateway.server.stop(SHUTDOWN_GRACE_S).wait()
     gateway.close()
 

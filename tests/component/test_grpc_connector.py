@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -394,3 +395,41 @@ def test_the_procfile_entry_idles_unless_the_workers_use_grpc(
         assert [e["event"] for e in process.events()] == ["gateway_idle"]
         process.process.terminate()
         assert process.process.wait(timeout=timeout(10)) == 0
+
+
+def test_the_gateway_reports_its_simulated_vehicles_online_and_offline_when_it_stops(
+    settings: Settings, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    from common.fleet import demo_fleet, registered
+    from gateway.presence import HostedPresence
+
+    fleet = demo_fleet()
+    for vehicle in fleet:  # as the api seeds them: offline, never seen
+        sync_redis.set(keys.vehicle(vehicle.vehicle_id), registered(vehicle).model_dump_json())
+        sync_redis.zadd(keys.vehicles, {vehicle.vehicle_id: 0})
+
+    def statuses() -> dict[str, str]:
+        return {
+            v.vehicle_id: Vehicle.model_validate_json(
+                sync_redis.get(keys.vehicle(v.vehicle_id))
+            ).connection_status.value
+            for v in fleet
+        }
+
+    hosted = HostedPresence(settings)
+    hosted.start()
+    try:
+        assert statuses() == {v.vehicle_id: v.connection_status.value for v in fleet}
+        assert hosted.reported == {v.vehicle_id for v in fleet if v.metadata["simulated"]}
+    finally:
+        hosted.stop()
+    assert set(statuses().values()) == {"disconnected"}
+    entries: list[tuple[str, dict[str, str]]] = sync_redis.xrange(keys.audit)  # type: ignore[assignment]
+    audited = [
+        (fields["vehicle_id"], json.loads(fields["details"]).get("reason"))
+        for _, fields in entries
+        if fields.get("vehicle_id") in hosted.reported
+    ]
+    assert sorted(v for v, reason in audited if reason == "clean_disconnect") == sorted(
+        hosted.reported
+    )

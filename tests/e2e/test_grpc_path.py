@@ -3,7 +3,9 @@ process -> worker -> Redis -> realtime -> two WebSocket clients."""
 
 from __future__ import annotations
 
+import functools
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from common.keys import Keys
 from common.vehicles import ConnectionStatus
 from tests.conftest import TEST_JWT_SECRET
 from tests.grpc_support import GatewayProcess, gateway_process
-from tests.support import Stack, free_port, running_stack, timeout, wait_for
+from tests.support import Stack, running_stack, timeout, wait_for
 from workers.simulator import SimulatedFleet
 
 pytestmark = pytest.mark.e2e
@@ -56,15 +58,23 @@ class Gateway:
 def grpc_stack(
     redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Stack, Gateway]]:
-    port = free_port()
+    # Hold the gateway's port until the gateway starts, so the stack's ports differ from it.
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))
+    port = int(reserved.getsockname()[1])
     logs = tmp_path_factory.mktemp("e2e-grpc-logs")
     env = {
         "SOVD_CONNECTOR": "grpc",
         "SOVD_GRPC_TARGET": f"127.0.0.1:{port}",
         "SOVD_SIM_DELAY_SCALE": "0.02",
         "SOVD_SIM_SEED": "7",
+        # The gateway reports its vehicles' presence; a silent one is offline quickly.
+        "SOVD_PRESENCE_SIM_HEARTBEAT_S": "0.5",
+        "SOVD_PRESENCE_TIMEOUT_S": "2",
+        "SOVD_PRESENCE_SWEEP_INTERVAL_S": "0.5",
     }
     with running_stack(redis_url, logs, jwt_secret=TEST_JWT_SECRET, env=env) as stack:
+        reserved.close()
         gateway = Gateway(stack, port, logs)
         gateway.start()
         try:
@@ -80,13 +90,19 @@ def simulator(grpc_stack: tuple[Stack, Gateway], redis_url: str) -> Iterator[Sim
     client.close()
 
 
-def token(stack: Stack, username: str) -> str:
+@functools.cache
+def _login(api_url: str, username: str) -> str:
     response = httpx.post(
-        f"{stack.api_url}/api/v1/auth/login",
+        f"{api_url}/api/v1/auth/login",
         json={"username": username, "password": f"{username}-demo-pass"},
     )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
+
+
+def token(stack: Stack, username: str) -> str:
+    """One login per user for the module (logins are rate limited)."""
+    return _login(stack.api_url, username)
 
 
 def submit(stack: Stack, bearer: str, name: str, params: dict[str, str]) -> dict[str, Any]:
@@ -112,6 +128,18 @@ def until_terminal(client: ClientConnection) -> list[dict[str, Any]]:
     return events
 
 
+def status_of(stack: Stack, vehicle_id: str = CONNECTED.vehicle_id) -> str:
+    response = httpx.get(
+        f"{stack.api_url}/api/v1/vehicles/{vehicle_id}",
+        headers={"Authorization": f"Bearer {token(stack, 'viewer')}"},
+    )
+    return str(response.json()["connection_status"])
+
+
+def online(stack: Stack) -> bool:
+    return status_of(stack) == "connected"
+
+
 def record(stack: Stack, bearer: str, command_id: str) -> dict[str, Any]:
     response = httpx.get(
         f"{stack.api_url}/api/v1/commands/{command_id}",
@@ -120,10 +148,21 @@ def record(stack: Stack, bearer: str, command_id: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+def test_the_gateways_vehicles_come_online_when_it_starts_and_only_those(
+    grpc_stack: tuple[Stack, Gateway],
+) -> None:
+    stack, _ = grpc_stack
+    wait_for(lambda: online(stack), what="the simulated vehicle to come online")
+    assert {v.vehicle_id: status_of(stack, v.vehicle_id) for v in demo_fleet()} == {
+        v.vehicle_id: v.connection_status.value for v in demo_fleet()
+    }
+
+
 def test_read_dtc_runs_on_the_gateway_and_streams_to_two_clients(
     grpc_stack: tuple[Stack, Gateway],
 ) -> None:
     stack, gateway = grpc_stack
+    wait_for(lambda: online(stack), what="the vehicle online")
     bearer = token(stack, "engineer")
     command = submit(stack, bearer, "ReadDTC", {"ecuAddress": "0x10"})
     with ws(command["websocket_url"], bearer) as a, ws(command["websocket_url"], bearer) as b:
@@ -201,6 +240,8 @@ def test_a_gateway_killed_mid_command_ends_it_with_a_clear_error(
             lambda: (r := record(stack, bearer, command_id))["status"] in TERMINAL and r,
             what="the command to end",
         )
+        # Its vehicles stop heartbeating: the api's sweep takes them offline.
+        wait_for(lambda: status_of(stack) == "disconnected", what="the vehicle to go offline")
     finally:
         gateway.stop()
         gateway.start()
@@ -209,3 +250,28 @@ def test_a_gateway_killed_mid_command_ends_it_with_a_clear_error(
         "connection_lost",
         "The vehicle gateway is unreachable",
     )
+    wait_for(lambda: online(stack), what="the vehicle back online with the new gateway")
+
+
+def test_a_gateway_that_stops_takes_its_vehicles_offline_at_once(
+    grpc_stack: tuple[Stack, Gateway],
+) -> None:
+    stack, gateway = grpc_stack
+    wait_for(lambda: online(stack), what="the vehicle online")
+    try:
+        assert gateway.process is not None
+        gateway.process.process.terminate()
+        assert gateway.process.process.wait(timeout=timeout(10)) == 0
+        assert status_of(stack) == "disconnected"
+        events = gateway.process.events()
+        stopping = [e["event"] for e in events].index("gateway_stopping")
+        said = [
+            (e["vehicle_id"], e["status"])
+            for e in events[stopping:]
+            if e["event"] == "presence_changed" and e["reason"] == "clean_disconnect"
+        ]
+        assert (CONNECTED.vehicle_id, "disconnected") in said
+    finally:
+        gateway.stop()
+        gateway.start()
+    wait_for(lambda: online(stack), what="the vehicle back online")
