@@ -3,6 +3,7 @@
 #   realtime       python -m realtime
 #   worker         dramatiq workers.main:setup --skip-logging ...
 #   admin          sovd-admin create-user NAME --role admin --password-stdin
+#   gateway        python -m gateway  (the test gRPC vehicle gateway, docs/grpc.md)
 # Only the runtime dependencies from pyproject.toml are installed, no test or lint groups.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -22,6 +23,7 @@ COPY common ./common
 COPY realtime ./realtime
 COPY workers ./workers
 COPY cli ./cli
+COPY gateway ./gateway
 RUN pip install .
 
 FROM ${PYTHON_IMAGE}

@@ -283,6 +283,8 @@ def test_the_edge_routes_api_paths_to_the_api_and_websockets_to_realtime() -> No
     for path in ("/api/", "/docs", "/openapi.json", "/health/"):
         assert _proxied_to(path) == f"api:{API_PORT}", path
     assert _proxied_to("/ws/") == f"realtime:{REALTIME_PORT}"
+    assert _proxied_to("/sse/") == f"realtime:{REALTIME_PORT}"
+    assert _location("/sse/").one("proxy_buffering").args == ["off"]
 
 
 def test_the_edge_upgrades_websockets_without_buffering_or_short_timeouts() -> None:
@@ -315,15 +317,16 @@ def test_the_edge_never_logs_query_strings() -> None:
     assert [e.args for e in nginx.all("error_log")] == [["/dev/stderr", "crit"]]
 
 
-def test_the_procfile_runs_redis_api_worker_and_realtime_from_modules_that_exist() -> None:
+def test_the_procfile_runs_redis_api_worker_realtime_and_gateway_from_modules_that_exist() -> None:
     procfile = _procfile()
 
-    assert list(procfile) == ["redis", "api", "worker", "realtime"]
+    assert list(procfile) == ["redis", "api", "worker", "realtime", "gateway"]
     assert procfile["redis"] == ["python", "-m", "common.embedded_redis"]
+    assert procfile["gateway"] == ["python", "-m", "gateway", "--procfile"]
     assert procfile["api"] == ["python", "-m", "api"]
     assert procfile["realtime"] == ["python", "-m", "realtime"]
     assert procfile["worker"][:2] == ["dramatiq", "workers.main:setup"]
-    for name in ("redis", "api", "realtime"):
+    for name in ("redis", "api", "realtime", "gateway"):
         assert _runs_with_python_m(procfile[name][2]), name
     assert _defines_function(procfile["worker"][1])
 
@@ -346,7 +349,7 @@ def test_the_image_copies_every_package_pyproject_installs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
 
-    assert packages == ["api", "cli", "common", "realtime", "workers"]
+    assert packages == ["api", "cli", "common", "gateway", "realtime", "workers"]
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, package
         assert f"!{package}/" in dockerignore, package
