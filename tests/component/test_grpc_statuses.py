@@ -147,7 +147,9 @@ def test_the_request_carries_the_contracts_fields_and_the_deadline(
     }
     assert dict(request.command_params) == encode_params(params)
     assert remaining is not None
-    assert 0 < remaining <= 5.0
+    # The deadline crosses clocks (monotonic, then gRPC's wall-clock deadline), which can
+    # move it by a few milliseconds either way; what matters is that it arrives.
+    assert 0 < remaining <= 5.0 + 0.1
 
 
 def test_parts_out_of_order_and_repeated_are_given_once_in_order(
