@@ -3,7 +3,7 @@
 // the server sends a fresh snapshot, so nothing is missed and nothing needs a position.
 
 import { REALTIME_URL } from "./config.js";
-import { shouldReconnect } from "./protocol.js";
+import { CLOSE, shouldReconnect } from "./protocol.js";
 import { streamProtocols } from "./http.js";
 import * as session from "./session.js";
 
@@ -66,7 +66,7 @@ export class PresenceStream {
     socket.addEventListener("close", (event) => {
       if (this.#socket !== socket || this.#ended) return;
       this.#socket = null;
-      if (shouldReconnect(event.code) || event.code === 4401) this.#retry();
+      if (shouldReconnect(event.code) || event.code === CLOSE.TOKEN_EXPIRED) this.#retry();
       else this.#onState("stopped", { code: event.code, reason: event.reason });
     });
   }
