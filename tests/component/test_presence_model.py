@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -125,11 +125,9 @@ def test_presence_matches_a_model_under_any_sequence_of_reports(
 
         @invariant()
         def one_event_and_one_audit_entry_per_transition(self) -> None:
-            audited = [
-                f["action"]
-                for _, f in self.sync.xrange(self.keys.audit)
-                if f["action"] in (AuditAction.VEHICLE_CONNECTED, AuditAction.VEHICLE_DISCONNECTED)
-            ]
+            presence_actions = {AuditAction.VEHICLE_CONNECTED, AuditAction.VEHICLE_DISCONNECTED}
+            entries = cast(list[tuple[str, dict[str, str]]], self.sync.xrange(self.keys.audit))
+            audited = [f["action"] for _, f in entries if f["action"] in presence_actions]
             assert len(audited) == self.transitions
             # Published in the same transaction; delivery to this subscriber may trail a
             # little, so wait (bounded) for it, then make sure no extra one follows.
