@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from common.errors import ConflictError, NotFoundError
 from common.registry import Registry, VehicleSpec, VehicleUpdate
 from common.vehicles import Vehicle, VehicleStore
 
@@ -163,32 +164,43 @@ async def import_fleet(
     rows, refused = parse_rows(text, fmt)
     report = ImportReport(refused=refused)
     for row in rows:
-        existing = await vehicles.by_vin(row.spec.vin)
-        if existing is None:
-            if row.vehicle_id is not None and await vehicles.get(row.vehicle_id) is not None:
-                reason = f"vehicle_id: {row.vehicle_id} belongs to another VIN"
-                report.refused.append(Refusal(row.number, row.spec.vin, reason))
-                continue
-            if not dry_run:
-                await registry.register(row.spec, vehicle_id=row.vehicle_id, **actor)
+        try:
+            outcome = await _import_row(row, vehicles, registry, dry_run, actor)
+        except (ConflictError, NotFoundError) as exc:  # changed by someone meanwhile
+            outcome = exc.message
+        if outcome == "created":
             report.created.append(row.spec.vin)
-            continue
-        if row.vehicle_id is not None and row.vehicle_id != existing.vehicle_id:
-            reason = f"vehicle_id: the VIN is registered as {existing.vehicle_id}"
-            report.refused.append(Refusal(row.number, row.spec.vin, reason))
-            continue
-        update = VehicleUpdate(
-            make=row.spec.make, model=row.spec.model, year=row.spec.year,
-            metadata=row.spec.metadata,
-        )  # fmt: skip
-        if all(getattr(existing, k) == v for k, v in update.changes().items()):
+        elif outcome == "updated":
+            report.updated.append(row.spec.vin)
+        elif outcome == "unchanged":
             report.unchanged.append(row.spec.vin)
-            continue
-        if not dry_run:
-            await registry.update(existing.vehicle_id, update, **actor)
-        report.updated.append(row.spec.vin)
+        else:
+            report.refused.append(Refusal(row.number, row.spec.vin, outcome))
     report.refused.sort(key=lambda r: r.row)
     return report
+
+
+async def _import_row(
+    row: _Row, vehicles: VehicleStore, registry: Registry, dry_run: bool, actor: dict[str, Any]
+) -> str:
+    """``created``, ``updated``, ``unchanged``, or the reason the row is refused."""
+    existing = await vehicles.by_vin(row.spec.vin)
+    if existing is None:
+        if row.vehicle_id is not None and await vehicles.get(row.vehicle_id) is not None:
+            return f"vehicle_id: {row.vehicle_id} belongs to another VIN"
+        if not dry_run:
+            await registry.register(row.spec, vehicle_id=row.vehicle_id, **actor)
+        return "created"
+    if row.vehicle_id is not None and row.vehicle_id != existing.vehicle_id:
+        return f"vehicle_id: the VIN is registered as {existing.vehicle_id}"
+    update = VehicleUpdate(
+        make=row.spec.make, model=row.spec.model, year=row.spec.year, metadata=row.spec.metadata
+    )
+    if all(getattr(existing, k) == v for k, v in update.changes().items()):
+        return "unchanged"
+    if not dry_run:
+        await registry.update(existing.vehicle_id, update, **actor)
+    return "updated"
 
 
 def _record(vehicle: Vehicle) -> dict[str, Any]:

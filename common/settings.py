@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     #: With the simulator connector: how often the api heartbeats the simulated vehicles
     #: (those whose metadata has ``"simulated": true``); keep it below the timeout.
     presence_sim_heartbeat_s: float = Field(default=15.0, gt=0)
+    #: A vehicle that went offline other than by a clean disconnect (a last will, a
+    #: heartbeat timeout) has this long to come back before its active commands end
+    #: with ``vehicle_offline`` (0: at once). Lets a transport resume an exchange across
+    #: a broker restart; align it with the transport's own grace.
+    presence_offline_grace_s: float = Field(default=0.0, ge=0, le=300)
 
     # gRPC vehicle gateway (SOVD_CONNECTOR=grpc; docs/grpc.md)
     #: Gateway address (``host:port``) for vehicles whose metadata names no ``grpc_target``.

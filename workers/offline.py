@@ -7,6 +7,10 @@ one terminal status however many workers act on the same change, and a running
 exchange's later responses are refused. Pub/Sub loses what is published while the
 thread reconnects, so each (re)subscription first ends what a missed change left
 behind; a command delivered later for an offline vehicle ends in ``preflight``.
+
+With ``SOVD_PRESENCE_OFFLINE_GRACE_S`` above 0, a vehicle that went away other than
+by a clean disconnect (a last will, a heartbeat timeout) has that long to come back:
+its commands end only if it is still offline then (a transport may resume them).
 """
 
 from __future__ import annotations
@@ -76,6 +80,9 @@ class OfflineCommands(dramatiq.Middleware):
         self._thread: threading.Thread | None = None
         #: Set once the thread is subscribed (tests wait on it).
         self.subscribed = threading.Event()
+        self._grace_s = runtime.settings.presence_offline_grace_s
+        self._timers: set[threading.Timer] = set()
+        self._timers_lock = threading.Lock()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.clear()
@@ -84,10 +91,20 @@ class OfflineCommands(dramatiq.Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
+        with self._timers_lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
         self.subscribed.clear()
+
+    @property
+    def pending_checks(self) -> int:
+        """Grace checks not yet run."""
+        with self._timers_lock:
+            return len(self._timers)
 
     def handle(self, data: str) -> list[str]:
         """Act on one message of the presence channel."""
@@ -98,7 +115,33 @@ class OfflineCommands(dramatiq.Middleware):
             return []
         if change.connection_status != ConnectionStatus.DISCONNECTED:
             return []
+        if self._grace_s > 0 and change.reason != "clean_disconnect":
+            self._later(change)
+            return []
         return fail_offline(self._runtime, change.vehicle_id, change.vin, change.reason)
+
+    def _later(self, change: PresenceChange) -> None:
+        """End the vehicle's commands after the grace, if it is still offline then."""
+
+        def check() -> None:
+            with self._timers_lock:
+                self._timers.discard(timer)
+            try:
+                raw = cast(str | None, self._runtime.client.get(
+                    self._runtime.keys.vehicle(change.vehicle_id)))  # fmt: skip
+                if raw is None:
+                    return
+                vehicle = Vehicle.model_validate_json(raw)
+                if vehicle.connection_status == ConnectionStatus.DISCONNECTED:
+                    fail_offline(self._runtime, change.vehicle_id, change.vin, change.reason)
+            except Exception:  # Redis away: the next (re)subscription catches up
+                log.exception("offline_grace_check_failed", vehicle_id=change.vehicle_id)
+
+        timer = threading.Timer(self._grace_s, check)
+        timer.daemon = True
+        with self._timers_lock:
+            self._timers.add(timer)
+        timer.start()
 
     def _loop(self) -> None:
         delay = RECONNECT_MIN_S

@@ -74,7 +74,19 @@ _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {403: {"description": "Not an adm
     "",
     response_model=VehiclePublic,
     status_code=status.HTTP_201_CREATED,
-    responses={**_ADMIN_ONLY, 409: {"description": "A vehicle with this VIN is registered"}},
+    responses={
+        201: {
+            "description": "Registered",
+            "headers": {
+                "Location": {
+                    "description": "The vehicle's URL",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **_ADMIN_ONLY,
+        409: {"description": "A vehicle with this VIN is registered"},
+    },
 )
 async def create_vehicle(
     spec: VehicleSpec, request: Request, response: Response, state: State, admin: FleetAdmin

@@ -16,7 +16,8 @@ from common.vehicles import ConnectionStatus
 from tests.component.conftest import login, report_presence, vehicle
 from tests.support import timeout, wait_for
 from workers.build import WorkerParts
-from workers.offline import fail_stranded
+from workers.offline import OfflineCommands, fail_stranded
+from workers.runtime import build_runtime
 from workers.simulator import SimulatedFleet
 
 
@@ -105,3 +106,36 @@ def test_queued_commands_end_at_once_and_a_missed_change_is_caught_up(
             ("status", None),
         ]
         assert events[1]["status"] == "failed"
+
+
+def test_with_a_grace_a_vehicle_that_comes_back_keeps_its_commands(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys, settings: Settings
+) -> None:
+    """A last will waits out SOVD_PRESENCE_OFFLINE_GRACE_S; a clean disconnect does not."""
+    graced = build_runtime(settings.model_copy(update={"presence_offline_grace_s": 0.3}))
+    follower = OfflineCommands(graced)
+    back, gone, clean = [v for v in demo_fleet() if v.connection_status == "connected"][:3]
+    ids = {v.vehicle_id: submit(api, v.vehicle_id) for v in (back, gone, clean)}
+    try:
+        for v in (back, gone, clean):
+            report_presence(settings, v.vehicle_id, ConnectionStatus.DISCONNECTED)
+        reasons = {back.vehicle_id: "last_will", gone.vehicle_id: "last_will",
+                   clean.vehicle_id: "clean_disconnect"}  # fmt: skip
+        for v in (back, gone, clean):
+            change = {
+                "vehicle_id": v.vehicle_id, "vin": v.vin, "connection_status": "disconnected",
+                "previous_status": "connected", "last_seen_at": None,
+                "reason": reasons[v.vehicle_id], "at": "2026-06-01T12:00:00Z",
+            }  # fmt: skip
+            follower.handle(json.dumps(change))
+        assert sync_redis.hget(keys.command(ids[clean.vehicle_id]), "status") == "failed"
+        assert sync_redis.hget(keys.command(ids[gone.vehicle_id]), "status") == "pending"
+        report_presence(settings, back.vehicle_id, ConnectionStatus.CONNECTED)
+        wait_for(
+            lambda: sync_redis.hget(keys.command(ids[gone.vehicle_id]), "status") == "failed",
+            what="the command of the vehicle still offline after the grace to end",
+        )
+        wait_for(lambda: follower.pending_checks == 0, what="every grace check to run")
+        assert sync_redis.hget(keys.command(ids[back.vehicle_id]), "status") == "pending"
+    finally:
+        graced.close()

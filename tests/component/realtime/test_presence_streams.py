@@ -14,6 +14,7 @@ import httpx2 as httpx
 import redis
 from websockets.sync.client import ClientConnection, connect
 
+from common.auth_events import AuthEvent
 from common.fleet import demo_fleet, registered
 from common.keys import Keys
 from common.presence import Presence
@@ -204,3 +205,15 @@ def test_a_relay_reconnect_sends_a_fresh_snapshot_with_what_was_missed(
             admin.close()
     finally:
         own.stop()
+
+
+def test_a_deactivated_user_loses_its_presence_stream_at_once(
+    server: ServerThread, world: World, settings: Settings, sync_redis: redis.Redis
+) -> None:
+    store(settings, *FLEET)
+    user = world.user("dora", Role.VIEWER)
+    with watch(server, world.token(user)) as (ws, _):
+        event = AuthEvent(kind="user_deactivated", user_id=user.user_id)
+        sync_redis.publish(Keys(settings.key_prefix).auth_events, event.model_dump_json())
+        assert close_of(ws) == (4403, "Session revoked")
+    wait_for(lambda: len(service_of(server).presence.feed) == 0, what="the follower to go")
