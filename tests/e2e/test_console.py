@@ -471,3 +471,22 @@ def test_the_console_applies_the_servers_close_code_rule_and_terminal_statuses(
     assert seen["reconnect"] == [should_reconnect(code) for code in codes]
     assert seen["terminal"] == sorted(TERMINAL_STATUSES)
     assert seen["close"] == {code.name: int(code) for code in CloseCode}
+
+
+def test_the_api_docs_render_offline_from_the_api_alone(page: Page, console_stack: Stack) -> None:
+    """Every request of /docs goes to the api; one to anywhere else is blocked and noted."""
+    elsewhere: list[str] = []
+
+    def only_the_api(route: Any) -> None:
+        if route.request.url.startswith(console_stack.api_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_api)
+    page.goto(f"{console_stack.api_url}/docs")
+
+    operation = page.locator(".opblock-summary-path", has_text="/api/v1/commands").first
+    expect(operation).to_be_visible()
+    assert elsewhere == []
