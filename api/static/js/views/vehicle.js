@@ -7,24 +7,27 @@ import { commandForm } from "./command-form.js";
 import { rememberSubmission } from "./command.js";
 
 const RECENT_LIMIT = 5;
+/** While the vehicle is offline, how often (ms) the page checks whether it reconnected. */
+const OFFLINE_CHECK_MS = 5000;
 
-export async function vehicleView(root, { params, user, navigate }) {
+export async function vehicleView(root, { params, user, navigate, isCurrent }) {
   const [vehicleId] = params;
   const [vehicle, catalog] = await Promise.all([
     api(`/api/v1/vehicles/${vehicleId}`).then((r) => r.data),
     api("/api/v1/command-types").then((r) => r.data),
   ]);
   const ecus = vehicle.metadata?.ecus ?? [];
+  const connection = h("span", { id: "vehicle-connection" }, connectionBadge(vehicle.connection_status));
   const details = h(
     "section",
     { class: "panel", "aria-labelledby": "vehicle-facts-title" },
     h("h2", { id: "vehicle-facts-title" }, "Vehicle"),
     facts([
-      ["Connection", connectionBadge(vehicle.connection_status)],
+      ["Connection", connection],
       ["Last seen", h("span", {}, time(vehicle.last_seen_at), ` (${relativeAge(vehicle.last_seen_at)})`)],
       ["Make and model", `${vehicle.make} ${vehicle.model} (${vehicle.year})`],
       ["Powertrain", vehicle.metadata?.powertrain ?? "—"],
-      ["Vehicle id", h("span", { class: "mono" }, vehicle.vehicle_id)],
+      ["Vehicle id", h("span", { class: "mono id" }, vehicle.vehicle_id)],
     ]),
     h("h3", {}, "ECUs"),
     ecus.length
@@ -37,6 +40,49 @@ export async function vehicleView(root, { params, user, navigate }) {
   );
 
   const formPanel = h("section", { class: "panel" });
+  const recent = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const offlineWarning = messageBox(
+    "warning",
+    h("strong", {}, "Offline: "),
+    "this vehicle is not connected; the service rejects commands for it until it reconnects.",
+  );
+  let form = null;
+  let timer = null;
+
+  function showConnection(status) {
+    replace(connection, connectionBadge(status));
+    const offline = status !== "connected";
+    offlineWarning.hidden = !offline;
+    form?.setOffline(offline);
+    clearTimeout(timer);
+    timer = offline ? setTimeout(checkConnection, OFFLINE_CHECK_MS) : null;
+  }
+
+  async function checkConnection() {
+    try {
+      const { data } = await api(`/api/v1/vehicles/${vehicleId}/status`);
+      if (isCurrent?.() !== false) showConnection(data.connection_status);
+    } catch {
+      if (isCurrent?.() !== false) timer = setTimeout(checkConnection, OFFLINE_CHECK_MS);
+    }
+  }
+
+  async function loadRecent() {
+    try {
+      const { data } = await api("/api/v1/commands", {
+        query: { vehicle_id: vehicle.vehicle_id, limit: RECENT_LIMIT },
+      });
+      replace(
+        recent,
+        data.commands.length
+          ? commandsTable(data.commands, new Map([[vehicle.vehicle_id, vehicle.vin]]), { caption: "Recent commands" })
+          : h("p", { class: "muted" }, "No command yet."),
+      );
+    } catch (error) {
+      replace(recent, errorBox(error));
+    }
+  }
+
   if (user.role === "viewer") {
     replace(
       formPanel,
@@ -44,25 +90,22 @@ export async function vehicleView(root, { params, user, navigate }) {
       messageBox("info", "Viewers can follow vehicles and commands but cannot send commands."),
     );
   } else {
-    if (vehicle.connection_status !== "connected") {
-      formPanel.append(
-        messageBox("warning", h("strong", {}, "Offline: "), "this vehicle is not connected; the service will reject commands for it."),
-      );
-    }
-    formPanel.append(
-      commandForm({
-        vehicle,
-        catalog,
-        user,
-        onSubmitted: (command) => {
-          rememberSubmission(command);
-          navigate(`/commands/${command.command_id}`);
-        },
-      }),
-    );
+    form = commandForm({
+      vehicle,
+      catalog,
+      user,
+      onSubmitted: (command) => {
+        rememberSubmission(command);
+        navigate(`/commands/${command.command_id}`);
+      },
+      onRejected: () => {
+        showConnection("disconnected");
+        loadRecent();
+      },
+    });
+    formPanel.append(offlineWarning, form.element);
   }
 
-  const recent = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
   replace(
     root,
     h("p", { class: "breadcrumb" }, h("a", { href: "#/vehicles" }, "Vehicles"), " / ", vehicle.vin),
@@ -77,17 +120,11 @@ export async function vehicleView(root, { params, user, navigate }) {
       h("p", {}, h("a", { href: `#/commands?vehicle_id=${vehicle.vehicle_id}` }, "All commands for this vehicle")),
     ),
   );
-  try {
-    const { data } = await api("/api/v1/commands", {
-      query: { vehicle_id: vehicle.vehicle_id, limit: RECENT_LIMIT },
-    });
-    replace(
-      recent,
-      data.commands.length
-        ? commandsTable(data.commands, new Map([[vehicle.vehicle_id, vehicle.vin]]), { caption: "Recent commands" })
-        : h("p", { class: "muted" }, "No command yet."),
-    );
-  } catch (error) {
-    replace(recent, errorBox(error));
+  showConnection(vehicle.connection_status);
+  await loadRecent();
+  if (isCurrent?.() === false) {
+    clearTimeout(timer);
+    return undefined;
   }
+  return () => clearTimeout(timer);
 }
