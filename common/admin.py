@@ -13,7 +13,7 @@ from common.redis_client import async_client
 from common.settings import Settings, get_settings
 from common.users import Role, UserExistsError, UserStore
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
@@ -49,7 +49,8 @@ async def _set_active(settings: Settings, username: str, active: bool) -> bool:
         await client.aclose()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sovd-admin`` command line."""
     parser = argparse.ArgumentParser(prog="sovd-admin", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-user", help="create a user (password read from stdin)")
@@ -68,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         toggle.add_argument("username")
     sub.add_parser("seed-demo", help="create the demo users and fleet if missing")
     sub.add_parser("demo-logins", help="print the demo logins (no server needed)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "demo-logins":
         _print_demo_logins()
         return 0
