@@ -122,7 +122,22 @@ def test_refusals_exit_2_with_the_services_message(stack: Stack, home: Path) -> 
     logged_in(stack, home)
     bad = sovd(home, "run", VEHICLE.vehicle_id, "ReadDTC", "--param", "ecuAddress=16")
     assert bad.returncode == 2
-    assert "ecuAddress" in bad.stderr
+    assert bad.stderr.startswith("error: command_params.ecuAddress: ")
+    assert '"errors"' not in bad.stderr, "the message, not the error's JSON"
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_an_ecu_the_vehicle_lacks_fails_at_once_naming_the_ecus_it_has(
+    stack: Stack, home: Path
+) -> None:
+    logged_in(stack, home)
+    result = sovd(home, "run", VEHICLE.vehicle_id, "ReadDTC", "--param", "ecuAddress=0x99",
+                  "--follow")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    present = ", ".join(f"{e['address']} {e['name']}" for e in VEHICLE.metadata["ecus"])
+    assert f"FAILED: Vehicle {VEHICLE.vin} has no ECU at 0x99 (it has: {present})" in result.stdout
+    assert "retrying" not in result.stdout
+    assert "negative response 0x31 requestOutOfRange" in result.stdout
 
 
 def test_watch_and_history_show_an_earlier_command(stack: Stack, home: Path) -> None:
