@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.console import install_console
 from api.deps import client_info
+from api.docs_ui import install_docs
 from api.metrics import ApiMetrics, HttpMetrics, MetricsListener, metrics_endpoint
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.openapi import install_openapi
@@ -86,6 +87,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Submit diagnostic commands to vehicles and read their answers.",
         lifespan=lifespan,
+        docs_url=None,  # api/docs_ui.py serves Swagger UI without a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_exception_handler(ForbiddenError, _audited_forbidden)
@@ -119,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     install_console(app, realtime_url=settings.effective_realtime_url)
     install_openapi(app)
+    install_docs(app)
     return app
 
 

@@ -20,7 +20,7 @@ from common.protocol import (
     should_reconnect,
 )
 
-__all__ = ["TERMINAL_STATUSES", "ApiError", "Client"]
+__all__ = ["TERMINAL_STATUSES", "ApiError", "Client", "Unreachable", "normalize_api_url"]
 
 #: Refresh this many seconds before the access token expires.
 REFRESH_MARGIN_S = 30
@@ -37,14 +37,58 @@ class ApiError(Exception):
         self.details = details
 
 
+class Unreachable(Exception):
+    """Nothing answered at ``url``; ``reason`` is what the connection attempt said."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the service at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def normalize_api_url(url: str) -> str:
+    """``url`` with a scheme (``http://`` when none is given) and no trailing slash."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ApiError(0, "usage", f"Not an http(s) URL: {url!r} (e.g. http://127.0.0.1:8000)")
+    return url
+
+
+def _not_the_api(response: httpx.Response) -> ApiError:
+    root = str(response.request.url.copy_with(path="/", query=None)).rstrip("/")
+    reason = f"{response.status_code} {response.reason_phrase}".strip()
+    return ApiError(
+        response.status_code,
+        "not_the_api",
+        f"{root} answered {reason} for {response.request.url.path}: it is not the SOVD api; "
+        "check the api URL (the api listens on port 8000 by default, 8001 is the realtime "
+        "service)",
+    )
+
+
 def _raise_for(response: httpx.Response) -> None:
     if response.is_success:
         return
     try:
         error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        raise ApiError(response.status_code, "http_error", response.text[:200]) from None
-    raise ApiError(response.status_code, error["code"], error["message"], error.get("details"))
+        raise _not_the_api(response) from None  # another server answered (a proxy, ...)
+    if response.status_code == 404 and message == "Not Found":
+        # No such route at all (the api names what it did not find): the realtime port,
+        # or a server of another version.
+        raise _not_the_api(response)
+    raise ApiError(response.status_code, code, message, error.get("details"))
+
+
+def _send(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    try:
+        return http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise Unreachable(str(http.base_url).rstrip("/"), str(exc) or type(exc).__name__) from exc
 
 
 class Client:
@@ -55,8 +99,11 @@ class Client:
     @classmethod
     def login(cls, api_url: str, username: str, password: str) -> Client:
         with httpx.Client(base_url=api_url, timeout=15) as http:
-            response = http.post(
-                "/api/v1/auth/login", json={"username": username, "password": password}
+            response = _send(
+                http,
+                "POST",
+                "/api/v1/auth/login",
+                json={"username": username, "password": password},
             )
         _raise_for(response)
         pair = response.json()
@@ -80,8 +127,11 @@ class Client:
         return self.credentials.access_token
 
     def refresh(self) -> None:
-        response = self.http.post(
-            "/api/v1/auth/refresh", json={"refresh_token": self.credentials.refresh_token}
+        response = _send(
+            self.http,
+            "POST",
+            "/api/v1/auth/refresh",
+            json={"refresh_token": self.credentials.refresh_token},
         )
         _raise_for(response)
         pair = response.json()
@@ -92,7 +142,7 @@ class Client:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
-        response = self.http.request(method, path, headers=headers, **kwargs)
+        response = _send(self.http, method, path, headers=headers, **kwargs)
         _raise_for(response)
         return response.json() if response.content else None
 

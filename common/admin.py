@@ -19,7 +19,7 @@ from common.settings import Settings, get_settings
 from common.users import Role, UserExistsError, UserStore
 from common.vehicles import Vehicle, VehicleStore
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> str:
@@ -124,7 +124,8 @@ def _run_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sovd-admin`` command line."""
     parser = argparse.ArgumentParser(prog="sovd-admin", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-user", help="create a user (password read from stdin)")
@@ -154,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     exporting.add_argument("--format", choices=["csv", "json"], help="default: by extension")
     sub.add_parser("seed-demo", help="create the demo users and fleet if missing")
     sub.add_parser("demo-logins", help="print the demo logins (no server needed)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "demo-logins":
         _print_demo_logins()
         return 0

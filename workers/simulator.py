@@ -94,6 +94,8 @@ DATA_IDENTIFIERS: dict[int, tuple[str, str, str | None]] = {
 }
 
 _NRC_REQUEST_OUT_OF_RANGE = (0x31, "requestOutOfRange")
+#: UDS service of each command type (for negative responses).
+_SERVICE_IDS = {"ReadDTC": "0x19", "ClearDTC": "0x14", "ReadDataByID": "0x22"}
 _INIT_FIELD = "_initialized"
 
 #: common/lua/sim_init_memory.lua
@@ -140,7 +142,9 @@ class SimulatedFleet:
             raise VehicleUnavailable(f"Vehicle {vehicle.vin} is not connected (last seen {seen})")
         address = int(request.params["ecuAddress"], 16)
         ecu_name = vehicle.ecu_name(request.params["ecuAddress"])
-        if ecu_name is None or kind == "silent":
+        if ecu_name is None:
+            raise self._no_such_ecu(request, vehicle, address)
+        if kind == "silent":
             self._pause(request, self._delay(self.FIRST_PART_DELAY_S, request.command_id, 0))
             raise EcuNotResponding(f"ECU 0x{address:02X} did not respond on vehicle {vehicle.vin}")
         if kind == "hang":
@@ -225,6 +229,28 @@ class SimulatedFleet:
         return [ResponsePart(payload, is_final=True)]
 
     # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _no_such_ecu(
+        request: DiagnosticRequest, vehicle: Vehicle, address: int
+    ) -> NegativeResponse:
+        """The gateway's answer for an address the vehicle has no ECU at: final, at once."""
+        present = ", ".join(
+            f"{ecu['address']} {ecu['name']}" for ecu in vehicle.metadata.get("ecus", [])
+        )
+        nrc, nrc_name = _NRC_REQUEST_OUT_OF_RANGE
+        payload: dict[str, Any] = {
+            "type": "negative_response",
+            "ecu": {"address": f"0x{address:02X}", "name": None},
+            "service": _SERVICE_IDS[request.command_name],
+            "nrc": f"0x{nrc:02X}",
+            "nrc_name": nrc_name,
+            "reason": "no_such_ecu",
+        }
+        return NegativeResponse(
+            f"Vehicle {vehicle.vin} has no ECU at 0x{address:02X} (it has: {present or 'none'})",
+            payload,
+        )
 
     @staticmethod
     def _value(did: int, vehicle: Vehicle, rng: random.Random) -> str | int | float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, State
 from api.schemas import HistoryBound, day_end, day_start
@@ -21,6 +21,27 @@ class AuditPage(BaseModel):
     limit: int
     offset: int
     total: int
+    usernames: dict[str, str] = Field(
+        default_factory=dict, description="Username of every user id on this page that has one."
+    )
+    vins: dict[str, str] = Field(
+        default_factory=dict, description="VIN of every vehicle id on this page that is known."
+    )
+
+
+async def _names(state: State, entries: list[AuditEntry]) -> tuple[dict[str, str], dict[str, str]]:
+    """Usernames and VINs for the ids on one page (an entry may carry only the ids)."""
+    usernames = {e.user_id: e.username for e in entries if e.user_id and e.username}
+    for user_id in {e.user_id for e in entries if e.user_id} - usernames.keys():
+        user = await state.users.get_by_id(user_id)
+        if user is not None:
+            usernames[user_id] = user.username
+    vins = {}
+    for vehicle_id in {e.vehicle_id for e in entries if e.vehicle_id}:
+        vehicle = await state.vehicles.get(vehicle_id)
+        if vehicle is not None:
+            vins[vehicle_id] = vehicle.vin
+    return usernames, vins
 
 
 async def get_admin(user: CurrentUser) -> User:
@@ -55,4 +76,7 @@ async def list_audit_entries(
             offset=offset,
         )
     )
-    return AuditPage(entries=entries, limit=limit, offset=offset, total=total)
+    usernames, vins = await _names(state, entries)
+    return AuditPage(
+        entries=entries, limit=limit, offset=offset, total=total, usernames=usernames, vins=vins
+    )

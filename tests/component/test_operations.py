@@ -81,6 +81,9 @@ def test_a_command_is_audited_from_submission_to_its_end(
     ]  # fmt: skip
     assert {e["vehicle_id"] for e in page["entries"]} == {vehicle().vehicle_id}
     assert page["total"] == 3
+    engineer_id = api.get("/api/v1/auth/me", headers=login(api, "engineer")).json()["user_id"]
+    assert page["usernames"] == {engineer_id: "engineer"}, "the worker's entries carry only ids"
+    assert page["vins"] == {vehicle().vehicle_id: vehicle().vin}
 
 
 def test_denied_access_and_rejected_commands_are_audited(api: TestClient) -> None:

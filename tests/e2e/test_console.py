@@ -5,6 +5,7 @@ at /usr/bin/chromium (``apt-get install chromium``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -57,6 +58,9 @@ PRESENCE_VEHICLE = [
 READ_VEHICLE, RELOAD_VEHICLE, FORM_VEHICLE, CLEAR_VEHICLE, DROP_VEHICLE, CANCEL_VEHICLE = CONNECTED[
     :6
 ]
+#: Taken offline by one test (its stored record), so no other test uses it.
+GONE_VEHICLE = READ_VEHICLE
+AUDIT_VEHICLE = RELOAD_VEHICLE
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh profile per test; fails the test on a script error or a CSP violation."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, reduced_motion="reduce", locale="en-US"
+    )
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     problems: list[str] = []
@@ -115,7 +121,8 @@ def sign_in(page: Page, stack: Stack, username: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(f"{username}-demo-pass")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#account-name")).to_have_text(f"{username} ({username})")
+    # The demo users are named after their roles: the role is not repeated.
+    expect(page.locator("#account-name")).to_have_text(username)
 
 
 def nav(page: Page, name: str) -> Locator:
@@ -232,7 +239,7 @@ def test_a_reload_keeps_the_session_and_the_open_command(console_stack: Stack, p
     expect(page.locator(".chunk-data .unit")).to_have_text(" V")
 
     page.reload()
-    expect(page.locator("#account-name")).to_have_text("engineer (engineer)")
+    expect(page.locator("#account-name")).to_have_text("engineer")
     expect(page.get_by_label("Password")).to_have_count(0)
     expect(page.locator("#command-status")).to_have_attribute("data-status", "completed")
     expect(page.locator(".chunk-data")).to_contain_text("Control Module Voltage")
@@ -385,22 +392,62 @@ def test_a_running_command_can_be_cancelled_from_its_page(console_stack: Stack, 
     expect(page.locator("#command-result")).to_contain_text("Cancelled")
 
 
-def test_an_offline_vehicle_refusal_links_to_the_rejected_command_and_history_filters_it(
-    console_stack: Stack, page: Page
-) -> None:
+def test_an_offline_vehicle_cannot_be_sent_a_command(console_stack: Stack, page: Page) -> None:
     sign_in(page, console_stack, "engineer")
     open_vehicle(page, OFFLINE_VEHICLE)
     expect(page.locator("[data-connection=disconnected]")).to_contain_text("Disconnected")
-    page.locator("#param-ecuAddress").fill("0x10")
-    page.locator("#send-command").click()
-    refusal = page.locator("#command-form-error")
-    expect(refusal).to_contain_text("Vehicle offline")
-    expect(refusal).to_contain_text("It has never reported since it was registered.")
-    refusal.get_by_role("link", name="Open the rejected command").click()
-    expect(page.locator("#command-status")).to_have_attribute("data-status", "rejected")
-    expect(page.locator("#stream-state")).to_have_attribute("data-state", "ended")
-    expect(page.locator("#command-result")).to_contain_text("offline")
-    command_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#send-command")).to_be_disabled()
+    expect(page.locator("#send-command-note")).to_contain_text("Sending is off")
+
+
+def set_simulated(stack: Stack, vehicle: Vehicle, simulated: bool) -> None:
+    """Pause or resume the api's presence reports for one simulated vehicle."""
+    client = redis.Redis.from_url(stack.settings.effective_redis_url, decode_responses=True)
+    key = Keys(stack.settings.key_prefix).vehicle(vehicle.vehicle_id)
+    try:
+        stored = json.loads(client.get(key) or "{}")
+        stored["metadata"] = {**stored.get("metadata", {}), "simulated": simulated}
+        client.set(key, json.dumps(stored))
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def went_offline(stack: Stack, vehicle: Vehicle) -> Iterator[None]:
+    """The vehicle disconnects (reported through presence, its simulation paused) until
+    the block ends, then reconnects."""
+    set_simulated(stack, vehicle, False)
+    report_presence(stack, vehicle, ConnectionStatus.DISCONNECTED)
+    try:
+        yield
+    finally:
+        set_simulated(stack, vehicle, True)
+        report_presence(stack, vehicle, ConnectionStatus.CONNECTED)
+
+
+def test_a_vehicle_that_went_offline_refuses_links_the_rejected_command_and_history_filters_it(
+    console_stack: Stack, page: Page
+) -> None:
+    sign_in(page, console_stack, "engineer")
+    open_vehicle(page, GONE_VEHICLE)
+    expect(page.locator("#send-command")).to_be_enabled()
+    with went_offline(console_stack, GONE_VEHICLE):
+        page.locator("#param-ecuAddress").fill("0x10")
+        page.locator("#send-command").click()
+        refusal = page.locator("#command-form-error")
+        expect(refusal).to_contain_text(
+            re.compile(
+                r"Vehicle offline: Vehicle \w+ is offline; the command was rejected\. Last seen "
+            )
+        )
+        expect(page.locator("#send-command")).to_be_disabled()
+        recent = page.locator(".commands-table tbody tr")
+        expect(recent.first).to_have_attribute("data-status", "rejected")
+        refusal.get_by_role("link", name="Open the rejected command").click()
+        expect(page.locator("#command-status")).to_have_attribute("data-status", "rejected")
+        expect(page.locator("#stream-state")).to_have_attribute("data-state", "ended")
+        expect(page.locator("#command-result")).to_contain_text("offline")
+        command_id = page.url.rsplit("/", 1)[1]
 
     nav(page, "Commands").click()
     rows = page.locator(".commands-table tbody tr")
@@ -414,6 +461,53 @@ def test_an_offline_vehicle_refusal_links_to_the_rejected_command_and_history_fi
     assert set(statuses) == {"rejected"}
     page.locator(f"tr[data-command-id='{command_id}']").get_by_role("link").click()
     expect(page.locator(".timeline")).to_contain_text("Submitted ReadDTC")
+
+
+def test_an_empty_required_field_is_marked_below_the_banner(
+    console_stack: Stack, page: Page
+) -> None:
+    sign_in(page, console_stack, "engineer")
+    open_vehicle(page, FORM_VEHICLE)
+    page.get_by_label("Command type").select_option("ReadDTC")
+    page.locator("#send-command").click()
+    banner = page.locator("#command-form-error")
+    expect(banner).to_contain_text("Check the fields marked below.")
+    expect(page.locator("#param-ecuAddress-error")).to_be_visible()
+    banner_box = banner.bounding_box()
+    field_box = page.locator("#param-ecuAddress").bounding_box()
+    assert banner_box is not None
+    assert field_box is not None
+    assert banner_box["y"] + banner_box["height"] <= field_box["y"], "the field is below"
+
+
+def test_attempts_follow_the_api_and_every_time_uses_one_locale_format(
+    console_stack: Stack, page: Page
+) -> None:
+    """Two dropped links, then a slow third attempt: the count is 3 while it runs."""
+    for fault in ("drop:1", "drop:1", "slow:2"):
+        slow(console_stack, READ_VEHICLE, fault)
+    sign_in(page, console_stack, "engineer")
+    open_vehicle(page, READ_VEHICLE)
+    command_id = submit(page, "ReadDTC", {"ecuAddress": "0x10"})
+    expect(page.locator(".timeline")).to_contain_text("attempt 2 failed", timeout=STREAM_WAIT_MS)
+    expect(page.locator("#command-attempts")).to_have_text("3", timeout=STREAM_WAIT_MS)
+    # Still running (the third attempt takes 10 s): the count came from the API, live.
+    expect(page.locator("#command-status")).to_have_attribute("data-status", "in_progress")
+    assert api_get(console_stack, page, f"/api/v1/commands/{command_id}")["attempts"] == 3
+    wait_until_completed(page)
+    expect(page.locator("#command-attempts")).to_have_text("3")
+
+    # en-US: 12-hour clock everywhere, the timeline's clock and the details' dates alike.
+    times = page.locator("time").all_inner_texts()
+    assert times
+    clock = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} [AP]M$")
+    stamp = re.compile(r"^\d{2}/\d{2}/\d{4}, \d{2}:\d{2}:\d{2} [AP]M$")
+    assert [t for t in times if not (clock.match(t) or stamp.match(t))] == []
+    retry_text = page.locator(".tl-entry[data-status=retrying]").first.inner_text()
+    assert re.search(r"next attempt at \d{2}:\d{2}:\d{2}\.\d{3} [AP]M", retry_text), retry_text
+    # A UUID stays on one line.
+    lines = page.locator("#command-id").evaluate("el => el.getClientRects().length")
+    assert lines == 1
 
 
 def test_only_admins_see_the_audit_trail(console_stack: Stack, page: Page) -> None:
@@ -472,6 +566,31 @@ def test_the_vehicle_list_and_page_follow_presence_live_without_a_reload(
         report_presence(console_stack, PRESENCE_VEHICLE, ConnectionStatus.DISCONNECTED)
 
 
+def test_the_audit_trail_names_users_and_vehicles(console_stack: Stack, page: Page) -> None:
+    """A worker's entries carry only ids; the view shows the username and the VIN."""
+    token = httpx.post(
+        f"{console_stack.api_url}/api/v1/auth/login",
+        json={"username": "engineer", "password": "engineer-demo-pass"},
+    ).json()["access_token"]
+    command = httpx.post(
+        f"{console_stack.api_url}/api/v1/commands",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"vehicle_id": AUDIT_VEHICLE.vehicle_id, "command_name": "ReadDTC",
+              "command_params": {"ecuAddress": "0x10"}},
+    ).json()  # fmt: skip
+    sign_in(page, console_stack, "admin")
+    page.goto(f"{console_stack.api_url}/#/commands/{command['command_id']}")
+    expect(page.locator("#command-status")).to_have_attribute(
+        "data-status", "completed", timeout=STREAM_WAIT_MS
+    )
+    nav(page, "Audit").click()
+    page.get_by_label("Action").select_option("command_started")
+    row = page.locator(".audit-table tbody tr").first
+    expect(row.locator("th")).to_have_text("command_started")
+    expect(row.locator(".audit-user")).to_have_text("engineer")
+    expect(row.locator(".audit-vehicle")).to_have_text(AUDIT_VEHICLE.vin)
+
+
 def test_the_processes_logged_no_error_and_no_token(console_stack: Stack) -> None:
     """Runs last in this module: it reads the logs of every browser session above."""
     for name, lines in console_stack.log_lines().items():
@@ -519,3 +638,22 @@ def test_the_console_applies_the_servers_close_code_rule_and_terminal_statuses(
     assert seen["reconnect"] == [should_reconnect(code) for code in codes]
     assert seen["terminal"] == sorted(TERMINAL_STATUSES)
     assert seen["close"] == {code.name: int(code) for code in CloseCode}
+
+
+def test_the_api_docs_render_offline_from_the_api_alone(page: Page, console_stack: Stack) -> None:
+    """Every request of /docs goes to the api; one to anywhere else is blocked and noted."""
+    elsewhere: list[str] = []
+
+    def only_the_api(route: Any) -> None:
+        if route.request.url.startswith(console_stack.api_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_api)
+    page.goto(f"{console_stack.api_url}/docs")
+
+    operation = page.locator(".opblock-summary-path", has_text="/api/v1/commands").first
+    expect(operation).to_be_visible()
+    assert elsewhere == []

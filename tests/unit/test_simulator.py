@@ -163,9 +163,35 @@ def test_a_disconnected_vehicle_is_unavailable(fleet: SimulatedFleet) -> None:
         _run(fleet, _disconnected(), "ReadDTC", {"ecuAddress": "0x10"})
 
 
-def test_an_ecu_the_vehicle_does_not_have_does_not_respond(fleet: SimulatedFleet) -> None:
-    with pytest.raises(EcuNotResponding, match="ECU 0x77 did not respond"):
-        _run(fleet, _connected(), "ReadDTC", {"ecuAddress": "0x77"})
+def test_an_ecu_the_vehicle_does_not_have_is_a_final_negative_response_at_once(
+    sync_redis: redis.Redis, keys: Keys
+) -> None:
+    slept: list[float] = []
+    fleet = SimulatedFleet(sync_redis, keys, seed=1, delay_scale=1.0, sleep=slept.append)
+    vehicle = _connected()
+
+    with pytest.raises(NegativeResponse) as caught:
+        _run(fleet, vehicle, "ReadDTC", {"ecuAddress": "0x99"})
+
+    assert slept == [], "answered at once, without waiting like a silent ECU"
+    assert caught.value.transient is False, "no retry can find an ECU that is not there"
+    assert caught.value.payload == {
+        "type": "negative_response",
+        "ecu": {"address": "0x99", "name": None},
+        "service": "0x19",
+        "nrc": "0x31",
+        "nrc_name": "requestOutOfRange",
+        "reason": "no_such_ecu",
+    }
+    present = ", ".join(f"{e['address']} {e['name']}" for e in vehicle.metadata["ecus"])
+    assert caught.value.message == f"Vehicle {vehicle.vin} has no ECU at 0x99 (it has: {present})"
+
+
+def test_a_silent_ecu_does_not_respond(fleet: SimulatedFleet) -> None:
+    vehicle = _connected()
+    fleet.inject_fault(vehicle.vehicle_id, "silent")
+    with pytest.raises(EcuNotResponding, match="ECU 0x10 did not respond"):
+        _run(fleet, vehicle, "ReadDTC", {"ecuAddress": "0x10"})
 
 
 def test_delays_go_through_the_injected_sleep(sync_redis: redis.Redis, keys: Keys) -> None:

@@ -83,6 +83,8 @@ export function connectionBadge(connectionStatus) {
   );
 }
 
+// One date-and-time format and one clock format for every page, both in the person's
+// locale (its own 12- or 24-hour convention); nothing else formats a time.
 const TIME_FORMAT = new Intl.DateTimeFormat(undefined, {
   year: "numeric",
   month: "2-digit",
@@ -90,26 +92,38 @@ const TIME_FORMAT = new Intl.DateTimeFormat(undefined, {
   hour: "2-digit",
   minute: "2-digit",
   second: "2-digit",
-  hour12: false,
 });
 const CLOCK_FORMAT = new Intl.DateTimeFormat(undefined, {
   hour: "2-digit",
   minute: "2-digit",
   second: "2-digit",
   fractionalSecondDigits: 3,
-  hour12: false,
 });
+
+/** An ISO timestamp as date and time text, in the page's one format. */
+export function dateTimeText(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : TIME_FORMAT.format(date);
+}
+
+/** An ISO timestamp as clock text (with milliseconds), in the page's one clock format. */
+export function clockText(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : CLOCK_FORMAT.format(date);
+}
 
 /** A <time> element for an ISO timestamp, or an em dash when there is none. */
 export function time(iso, { clock = false } = {}) {
   if (!iso) return h("span", { class: "muted" }, "—");
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return h("span", {}, iso);
-  return h(
-    "time",
-    { datetime: iso, title: iso },
-    (clock ? CLOCK_FORMAT : TIME_FORMAT).format(date),
-  );
+  return h("time", { datetime: iso, title: iso }, clock ? clockText(iso) : dateTimeText(iso));
+}
+
+/** ``text`` ending with a full stop (a server message may have none). */
+export function sentence(text) {
+  const trimmed = String(text ?? "").trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
 export function relativeAge(iso) {

@@ -54,7 +54,9 @@ function showShell(signedIn) {
   nav.hidden = !signedIn;
   account.hidden = !signedIn;
   if (!signedIn) return;
-  document.getElementById("account-name").textContent = `${user.username} (${user.role})`;
+  // The role once: "engineer" for the demo user of that name, "alice (engineer)" otherwise.
+  document.getElementById("account-name").textContent =
+    user.username === user.role ? user.username : `${user.username} (${user.role})`;
   for (const link of nav.querySelectorAll("[data-role]")) {
     link.hidden = link.dataset.role !== user.role;
   }

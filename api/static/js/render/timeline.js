@@ -1,7 +1,7 @@
 // A command's timeline: streamed events keyed by seq (each once), or the stored record's
 // milestones when the command had already ended. The list is an aria-live region.
 
-import { h, icon, statusLabel, STATUSES, time } from "../dom.js";
+import { clockText, h, icon, statusLabel, STATUSES, time } from "../dom.js";
 import { describePart } from "./responses.js";
 
 function entry({ key, seq, kind, status, at, text, iconName }) {
@@ -20,7 +20,7 @@ function entry({ key, seq, kind, status, at, text, iconName }) {
 function statusText(event) {
   const label = statusLabel(event.status);
   if (event.status === "retrying") {
-    const next = event.retry_at ? new Date(event.retry_at).toLocaleTimeString() : "shortly";
+    const next = event.retry_at ? clockText(event.retry_at) : "shortly";
     return `Retrying: attempt ${event.attempt ?? "?"} failed (${event.reason ?? "no reason given"}); next attempt at ${next}`;
   }
   if (event.status === "in_progress") return "Status: In progress (a worker started the command)";

@@ -80,7 +80,7 @@ export async function auditView(root, { user }) {
       replace(
         body,
         h("p", { class: "muted", role: "status" }, `Showing ${range}${total === null ? "" : ` of ${total}`}.`),
-        entries.length ? table(entries) : h("p", {}, "No audit entry matches."),
+        entries.length ? table(entries, data) : h("p", {}, "No audit entry matches."),
       );
       pager.hidden = false;
       previous.disabled = offset === 0;
@@ -112,20 +112,33 @@ export async function auditView(root, { user }) {
   await load();
 }
 
-function table(entries) {
+/** The entry's username, else the name the api resolved for its user id. */
+function userText(entry, usernames) {
+  const name = entry.username ?? usernames[entry.user_id];
+  if (name) return name;
+  return entry.user_id ? h("span", { class: "mono id", title: entry.user_id }, shortId(entry.user_id)) : "—";
+}
+
+function table(entries, { usernames = {}, vins = {} } = {}) {
   const rows = entries.map((entry) =>
     h(
       "tr",
       { dataset: { auditId: entry.id ?? "" } },
       h("td", {}, time(entry.at)),
       h("th", { scope: "row" }, entry.action ?? "—"),
-      h("td", {}, entry.username ?? (entry.user_id ? shortId(entry.user_id) : "—")),
+      h("td", { class: "audit-user" }, userText(entry, usernames)),
       h("td", {}, outcomeBadge(entry.outcome)),
-      h("td", { class: "mono" }, entry.vehicle_id ? shortId(entry.vehicle_id) : "—"),
+      h(
+        "td",
+        { class: "mono audit-vehicle" },
+        entry.vehicle_id
+          ? h("a", { href: `#/vehicles/${entry.vehicle_id}`, class: "id" }, vins[entry.vehicle_id] ?? shortId(entry.vehicle_id))
+          : "—",
+      ),
       h(
         "td",
         { class: "mono" },
-        entry.command_id ? h("a", { href: `#/commands/${entry.command_id}` }, shortId(entry.command_id)) : "—",
+        entry.command_id ? h("a", { href: `#/commands/${entry.command_id}`, class: "id" }, shortId(entry.command_id)) : "—",
       ),
       h("td", { class: "mono" }, entry.ip ?? "—"),
       h("td", { class: "details", title: entry.user_agent ?? "" }, detailsText(entry.details)),

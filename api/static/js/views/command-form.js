@@ -2,7 +2,7 @@
 // parameter of the type's JSON schema, the API's validation messages under each field,
 // and a confirmation dialog before a destructive command.
 
-import { errorBox, h, icon, messageBox, replace } from "../dom.js";
+import { dateTimeText, errorBox, h, icon, messageBox, replace, sentence } from "../dom.js";
 import { api, ApiError } from "../http.js";
 import { rememberStreamUrl } from "../stream.js";
 
@@ -104,9 +104,12 @@ function field(name, property, required, vehicle) {
 }
 
 /**
- * The form for one vehicle. `onSubmitted(command)` gets the 202 body (with websocket_url).
+ * The form for one vehicle. `onSubmitted(command)` gets the 202 body (with websocket_url);
+ * `onRejected(commandId)` runs when the service recorded the command as rejected (the
+ * vehicle is offline). Returns {element, setOffline(offline)}: while the vehicle is
+ * offline, sending is off.
  */
-export function commandForm({ vehicle, catalog, user, onSubmitted }) {
+export function commandForm({ vehicle, catalog, user, onSubmitted, onRejected }) {
   const allowed = catalog.filter((type) => type.roles_allowed.includes(user.role));
   const typeSelect = h("select", { id: "command-type", name: "command_name" });
   for (const type of catalog) {
@@ -123,10 +126,16 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
   const fieldBox = h("div", { class: "params" });
   const formError = h("div", { class: "form-error", id: "command-form-error", role: "alert" });
   const submit = h("button", { type: "submit", class: "button primary", id: "send-command" }, "Send command");
+  const offlineNote = h("p", { class: "hint", id: "send-command-note", hidden: true },
+    "Sending is off while the vehicle is offline; it comes back when the vehicle reconnects.");
+  let offline = false;
+  let sending = false;
   const form = h(
     "form",
     { class: "command-form", novalidate: true, "aria-labelledby": "command-form-title" },
     h("h2", { id: "command-form-title" }, "Send a command"),
+    // Above the fields, so "the fields marked below" is where it says.
+    formError,
     h(
       "div",
       { class: "field" },
@@ -135,9 +144,14 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
     ),
     about,
     fieldBox,
-    formError,
-    h("div", { class: "actions" }, submit),
+    h("div", { class: "actions" }, submit, offlineNote),
   );
+  submit.setAttribute("aria-describedby", "send-command-note");
+
+  function updateSubmit() {
+    submit.disabled = sending || offline || !current();
+    offlineNote.hidden = !offline;
+  }
   typeSelect.setAttribute("aria-describedby", "command-type-about");
 
   let fields = [];
@@ -148,7 +162,7 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
     if (!type) {
       replace(about, "No command type is available to your role.");
       replace(fieldBox);
-      submit.disabled = true;
+      updateSubmit();
       return;
     }
     const retry = type.retry?.retry_safe
@@ -170,7 +184,7 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
     replace(fieldBox, fields.map((f) => f.wrapper));
     submit.textContent = type.destructive ? `Send ${type.name}…` : "Send command";
     submit.classList.toggle("danger", Boolean(type.destructive));
-    submit.disabled = false;
+    updateSubmit();
   }
   typeSelect.addEventListener("change", build);
   build();
@@ -212,14 +226,18 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
     }
     if (error.status === 409) {
       const { blocking_command_id: blocking, command_id: rejected, last_seen_at: lastSeen } = error.details;
-      const parts = [h("strong", {}, blocking ? "Vehicle busy: " : "Vehicle offline: "), error.message];
+      const parts = [h("strong", {}, blocking ? "Vehicle busy: " : "Vehicle offline: "), sentence(error.message)];
       if (blocking) {
         parts.push(" ", h("a", { href: `#/commands/${blocking}` }, "Open the blocking command"), ".");
       }
-      if (lastSeen) parts.push(` Last seen ${new Date(lastSeen).toLocaleString()}.`);
+      if (lastSeen) parts.push(` Last seen ${dateTimeText(lastSeen)}.`);
       else if (!blocking) parts.push(" It has never reported since it was registered.");
       if (rejected) parts.push(" ", h("a", { href: `#/commands/${rejected}` }, "Open the rejected command"), ".");
       replace(formError, messageBox("error", ...parts));
+      if (rejected) {
+        setOffline(true);
+        onRejected?.(rejected);
+      }
       return;
     }
     replace(formError, errorBox(error));
@@ -252,7 +270,8 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
       }
     }
     replace(formError);
-    submit.disabled = true;
+    sending = true;
+    updateSubmit();
     const label = submit.textContent;
     submit.textContent = "Sending…";
     try {
@@ -266,9 +285,15 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
     } catch (error) {
       showError(error);
     } finally {
-      submit.disabled = false;
+      sending = false;
+      updateSubmit();
       submit.textContent = label;
     }
   });
-  return form;
+
+  function setOffline(value) {
+    offline = Boolean(value);
+    updateSubmit();
+  }
+  return { element: form, setOffline };
 }

@@ -1,6 +1,7 @@
 // One command: its record, its responses, its timeline, and its live events while it runs.
 
 import {
+  clockText,
   errorBox,
   facts,
   h,
@@ -18,6 +19,9 @@ import { api, ApiError } from "../http.js";
 import { describePart, ResponsesView } from "../render/responses.js";
 import { Timeline } from "../render/timeline.js";
 import { CommandStream, commandStreamUrl, State } from "../stream.js";
+
+/** After a retry's due time, how long (ms) before the page asks for the attempt count. */
+const NEXT_ATTEMPT_GRACE_MS = 500;
 
 /** websocket_url of commands submitted from this page, by command id. */
 const submitted = new Map();
@@ -114,15 +118,15 @@ export async function commandView(root, { params, user, isCurrent }) {
     replace(
       factsSlot,
       facts([
-        ["Command id", h("span", { class: "mono" }, record.command_id)],
-        ["Vehicle", h("a", { href: `#/vehicles/${record.vehicle_id}`, class: "mono" }, vin ?? record.vehicle_id)],
+        ["Command id", h("span", { class: "mono id", id: "command-id" }, record.command_id)],
+        ["Vehicle", h("a", { href: `#/vehicles/${record.vehicle_id}`, class: "mono id" }, vin ?? record.vehicle_id)],
         ["Parameters", h("span", { class: "mono" }, paramsText(record.command_params))],
         ["Submitted", time(record.submitted_at)],
         ["Started", time(record.started_at)],
         ["Ended", time(record.completed_at)],
-        ["Attempts", String(record.attempts ?? 0)],
+        ["Attempts", h("span", { id: "command-attempts" }, String(record.attempts ?? 0))],
         ["Deadline", time(record.deadline_at)],
-        ["Request id", h("span", { class: "mono" }, record.request_id ?? "—")],
+        ["Request id", h("span", { class: "mono id" }, record.request_id ?? "—")],
       ]),
     );
     const running = !TERMINAL.has(record.status);
@@ -148,15 +152,24 @@ export async function commandView(root, { params, user, isCurrent }) {
     timeline.addEvent(event);
     if (event.event === "response" && event.response) {
       addResponse(event.response);
-      if (notice.dataset.kind === "retry") say("");
+      if (notice.dataset.kind === "retry") {
+        say("");
+        refreshAttempts(); // the first part of the next attempt: it has started
+      }
     } else if (event.event === "status" && event.status === "retrying") {
+      refreshAttempts();
+      // The next attempt may send no event before its end (parts already received are
+      // not sent again): ask the API for the count once it is due to have started.
+      clearTimeout(attemptTimer);
+      const due = event.retry_at ? new Date(event.retry_at).getTime() - Date.now() : 0;
+      attemptTimer = setTimeout(refreshAttempts, Math.max(0, due) + NEXT_ATTEMPT_GRACE_MS);
       say(
         "retry",
         messageBox(
           "warning",
           h("strong", {}, `Attempt ${event.attempt ?? "?"} failed: `),
           `${event.reason ?? "transient fault"}. Retrying`,
-          event.retry_at ? ` at ${new Date(event.retry_at).toLocaleTimeString()}.` : ".",
+          event.retry_at ? ` at ${clockText(event.retry_at)}.` : ".",
         ),
       );
     } else if (event.event === "status") {
@@ -170,7 +183,35 @@ export async function commandView(root, { params, user, isCurrent }) {
       if (TERMINAL.has(event.status)) say("");
       render();
       if (TERMINAL.has(event.status)) reload();
+      else refreshAttempts();
     }
+  }
+
+  // The stream says an attempt started or failed; the count itself is the API's.
+  let attemptsRequest = null;
+  let attemptsAgain = false;
+  let attemptTimer = null;
+  function refreshAttempts() {
+    if (attemptsRequest) {
+      attemptsAgain = true; // an event came while asking: ask once more afterwards
+      return;
+    }
+    attemptsRequest = api(`/api/v1/commands/${commandId}`)
+      .then(({ data }) => {
+        if (!isCurrent()) return;
+        if ((data.attempts ?? 0) > (record.attempts ?? 0)) {
+          record = { ...record, attempts: data.attempts, deadline_at: data.deadline_at };
+          render();
+        }
+      })
+      .catch(() => {}) // the next event or the final reload tries again
+      .finally(() => {
+        attemptsRequest = null;
+        if (attemptsAgain) {
+          attemptsAgain = false;
+          refreshAttempts();
+        }
+      });
   }
 
   cancel.addEventListener("click", async () => {
@@ -229,5 +270,8 @@ export async function commandView(root, { params, user, isCurrent }) {
       reload();
     },
   }).start();
-  return () => stream.stop();
+  return () => {
+    clearTimeout(attemptTimer);
+    stream.stop();
+  };
 }

@@ -16,21 +16,26 @@ export async function vehicleView(root, { params, user, navigate, isCurrent }) {
     api("/api/v1/command-types").then((r) => r.data),
   ]);
   const ecus = vehicle.metadata?.ecus ?? [];
-  // Live from the presence stream: the badge, last-seen time and offline warning follow it.
+  // Live from the presence stream: the badge, last-seen time, offline warning and the
+  // form's state follow it.
   const connection = h("span", { id: "vehicle-connection" }, connectionBadge(vehicle.connection_status));
   const lastSeen = h("span", { id: "vehicle-last-seen" });
-  const offline = h("div", { id: "vehicle-offline" });
+  const offlineWarning = messageBox(
+    "warning",
+    h("strong", {}, "Offline: "),
+    "this vehicle is not connected; the service rejects commands for it until it reconnects.",
+  );
+  const offline = h("div", { id: "vehicle-offline" }, offlineWarning);
+  let form = null;
+
   function showPresence(status, seen) {
     replace(connection, connectionBadge(status));
-    replace(lastSeen, time(seen), ` (${relativeAge(seen)})`);
-    replace(
-      offline,
-      status === "connected" || user.role === "viewer"
-        ? []
-        : messageBox("warning", h("strong", {}, "Offline: "), "this vehicle is not connected; the service will reject commands for it."),
-    );
+    if (seen !== undefined) replace(lastSeen, time(seen), ` (${relativeAge(seen)})`);
+    const isOffline = status !== "connected";
+    offline.hidden = !isOffline || user.role === "viewer";
+    form?.setOffline(isOffline);
   }
-  showPresence(vehicle.connection_status, vehicle.last_seen_at);
+
   const details = h(
     "section",
     { class: "panel", "aria-labelledby": "vehicle-facts-title" },
@@ -40,7 +45,7 @@ export async function vehicleView(root, { params, user, navigate, isCurrent }) {
       ["Last seen", lastSeen],
       ["Make and model", `${vehicle.make} ${vehicle.model} (${vehicle.year})`],
       ["Powertrain", vehicle.metadata?.powertrain ?? "—"],
-      ["Vehicle id", h("span", { class: "mono" }, vehicle.vehicle_id)],
+      ["Vehicle id", h("span", { class: "mono id" }, vehicle.vehicle_id)],
     ]),
     h("h3", {}, "ECUs"),
     ecus.length
@@ -53,6 +58,24 @@ export async function vehicleView(root, { params, user, navigate, isCurrent }) {
   );
 
   const formPanel = h("section", { class: "panel" });
+  const recent = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+
+  async function loadRecent() {
+    try {
+      const { data } = await api("/api/v1/commands", {
+        query: { vehicle_id: vehicle.vehicle_id, limit: RECENT_LIMIT },
+      });
+      replace(
+        recent,
+        data.commands.length
+          ? commandsTable(data.commands, new Map([[vehicle.vehicle_id, vehicle.vin]]), { caption: "Recent commands" })
+          : h("p", { class: "muted" }, "No command yet."),
+      );
+    } catch (error) {
+      replace(recent, errorBox(error));
+    }
+  }
+
   if (user.role === "viewer") {
     replace(
       formPanel,
@@ -60,19 +83,22 @@ export async function vehicleView(root, { params, user, navigate, isCurrent }) {
       messageBox("info", "Viewers can follow vehicles and commands but cannot send commands."),
     );
   } else {
-    formPanel.append(offline);
-    formPanel.append(
-      commandForm({
-        vehicle,
-        catalog,
-        user,
-        onSubmitted: (command) => {
-          rememberSubmission(command);
-          navigate(`/commands/${command.command_id}`);
-        },
-      }),
-    );
+    form = commandForm({
+      vehicle,
+      catalog,
+      user,
+      onSubmitted: (command) => {
+        rememberSubmission(command);
+        navigate(`/commands/${command.command_id}`);
+      },
+      onRejected: () => {
+        showPresence("disconnected");
+        loadRecent();
+      },
+    });
+    formPanel.append(offline, form.element);
   }
+  showPresence(vehicle.connection_status, vehicle.last_seen_at);
 
   const stream = new PresenceStream({
     vehicleId: vehicle.vehicle_id,
@@ -80,7 +106,6 @@ export async function vehicleView(root, { params, user, navigate, isCurrent }) {
       if (change.vehicle_id === vehicle.vehicle_id) showPresence(change.connection_status, change.last_seen_at);
     },
   });
-  const recent = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
   replace(
     root,
     h("p", { class: "breadcrumb" }, h("a", { href: "#/vehicles" }, "Vehicles"), " / ", vehicle.vin),
@@ -95,20 +120,8 @@ export async function vehicleView(root, { params, user, navigate, isCurrent }) {
       h("p", {}, h("a", { href: `#/commands?vehicle_id=${vehicle.vehicle_id}` }, "All commands for this vehicle")),
     ),
   );
-  try {
-    const { data } = await api("/api/v1/commands", {
-      query: { vehicle_id: vehicle.vehicle_id, limit: RECENT_LIMIT },
-    });
-    replace(
-      recent,
-      data.commands.length
-        ? commandsTable(data.commands, new Map([[vehicle.vehicle_id, vehicle.vin]]), { caption: "Recent commands" })
-        : h("p", { class: "muted" }, "No command yet."),
-    );
-  } catch (error) {
-    replace(recent, errorBox(error));
-  }
-  if (!isCurrent()) return null; // left meanwhile: nothing to clean up later
+  await loadRecent();
+  if (isCurrent?.() === false) return null; // left meanwhile: nothing to clean up later
   stream.start();
   return () => stream.stop();
 }
