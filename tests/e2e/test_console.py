@@ -400,29 +400,24 @@ def test_an_offline_vehicle_cannot_be_sent_a_command(console_stack: Stack, page:
     expect(page.locator("#send-command-note")).to_contain_text("Sending is off")
 
 
-def set_simulated(stack: Stack, vehicle: Vehicle, simulated: bool) -> None:
-    """Pause or resume the api's presence reports for one simulated vehicle."""
-    client = redis.Redis.from_url(stack.settings.effective_redis_url, decode_responses=True)
-    key = Keys(stack.settings.key_prefix).vehicle(vehicle.vehicle_id)
-    try:
-        stored = json.loads(client.get(key) or "{}")
-        stored["metadata"] = {**stored.get("metadata", {}), "simulated": simulated}
-        client.set(key, json.dumps(stored))
-    finally:
-        client.close()
-
-
 @contextlib.contextmanager
 def went_offline(stack: Stack, vehicle: Vehicle) -> Iterator[None]:
-    """The vehicle disconnects (reported through presence, its simulation paused) until
-    the block ends, then reconnects."""
-    set_simulated(stack, vehicle, False)
-    report_presence(stack, vehicle, ConnectionStatus.DISCONNECTED)
+    """The vehicle's stored record says it is offline, while the open page has not heard
+    (no presence change is published, and the api's simulated reports for it pause),
+    until the block ends."""
+    client = redis.Redis.from_url(stack.settings.effective_redis_url, decode_responses=True)
+    key = Keys(stack.settings.key_prefix).vehicle(vehicle.vehicle_id)
+    original = client.get(key)
+    assert original is not None
+    stored = json.loads(original)
+    stored["connection_status"] = "disconnected"
+    stored["metadata"] = {**stored.get("metadata", {}), "simulated": False}
+    client.set(key, json.dumps(stored))
     try:
         yield
     finally:
-        set_simulated(stack, vehicle, True)
-        report_presence(stack, vehicle, ConnectionStatus.CONNECTED)
+        client.set(key, original)
+        client.close()
 
 
 def test_a_vehicle_that_went_offline_refuses_links_the_rejected_command_and_history_filters_it(
