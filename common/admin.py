@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import sys
 
+from common import mqtt_admin
 from common.fleet import DEMO_USERS, seed_demo
 from common.keys import Keys
 from common.redis_client import async_client
@@ -68,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         toggle.add_argument("username")
     sub.add_parser("seed-demo", help="create the demo users and fleet if missing")
     sub.add_parser("demo-logins", help="print the demo logins (no server needed)")
+    mqtt_admin.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo-logins":
         _print_demo_logins()
         return 0
     settings = get_settings()
+    if args.command == "mqtt-credentials":
+        return mqtt_admin.mqtt_credentials(settings, args)
 
     if args.command == "create-user":
         if args.password_stdin:

@@ -150,6 +150,33 @@ class Settings(BaseSettings):
     sim_delay_scale: float = Field(default=1.0, ge=0)
     seed_demo: bool = True
 
+    # Vehicle transport (docs/vehicles.md): which connector the workers use.
+    connector: Literal["simulator", "mqtt"] = "simulator"
+
+    # MQTT transport (workers/mqtt_connector.py, agent/, deploy/mosquitto/)
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, gt=0, le=65535)
+    #: The service's own broker account (workers, vehicle bridge); vehicles log in as their VIN.
+    mqtt_username: str = "sovd-service"
+    #: Empty: derived from SOVD_MQTT_VEHICLE_SECRET like a vehicle's (common/mqtt_auth.py).
+    mqtt_password: str = ""
+    #: First topic level; a vehicle's topics are ``<prefix>/<VIN>/...``.
+    mqtt_topic_prefix: str = Field(default="sovd", pattern=r"^[A-Za-z0-9_.-]+$")
+    #: ``5`` (response topic, correlation data, message expiry) or ``3.1.1``.
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    #: How long the broker keeps a disconnected client's session (subscriptions and
+    #: queued QoS 1 messages), so a reconnect within it loses nothing.
+    mqtt_session_expiry_s: int = Field(default=300, ge=0)
+    #: Simulated vehicles (``python -m agent``) send a heartbeat this often.
+    mqtt_heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    #: Secret from which each vehicle's broker password is derived (common/mqtt_auth.py);
+    #: empty means a fixed development secret, refused when SOVD_ENV is not ``dev``.
+    mqtt_vehicle_secret: str = ""
+    #: The ``mqtt`` Procfile entry runs a local Mosquitto on SOVD_MQTT_PORT when
+    #: SOVD_CONNECTOR=mqtt and this is true (false: a broker of your own).
+    mqtt_embedded: bool = True
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -182,6 +209,11 @@ class Settings(BaseSettings):
             raise ValueError("SOVD_JWT_SECRET must be at least 32 characters long")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ValueError("SOVD_METRICS_TOKEN must be empty or at least 16 characters long")
+        if self.env != "dev" and self.connector == "mqtt" and len(self.mqtt_vehicle_secret) < 32:
+            raise ValueError(
+                "SOVD_MQTT_VEHICLE_SECRET must be at least 32 characters when SOVD_ENV is "
+                "not 'dev' and SOVD_CONNECTOR=mqtt"
+            )
         if self.api_metrics_port and self.api_metrics_port == self.api_port:
             raise ValueError("SOVD_API_METRICS_PORT must differ from SOVD_API_PORT")
         return self

@@ -29,11 +29,26 @@ class Runtime:
     audit: AuditLog
 
     def close(self) -> None:
+        close = getattr(self.connector, "close", None)
+        if close is not None:
+            close()
         self.client.close()
 
 
+def _connector(settings: Settings, client: redis.Redis, keys: Keys) -> VehicleConnector:
+    """The connector ``SOVD_CONNECTOR`` names (one per worker process)."""
+    if settings.connector == "mqtt":
+        from workers.mqtt_connector import MqttConnector
+
+        return MqttConnector(settings)
+    return SimulatedFleet(
+        client, keys, seed=settings.sim_seed, delay_scale=settings.sim_delay_scale
+    )
+
+
 def build_runtime(settings: Settings, *, connector: VehicleConnector | None = None) -> Runtime:
-    """A runtime for ``settings``; the simulated fleet is the default connector."""
+    """A runtime for ``settings``; the connector is the one ``SOVD_CONNECTOR`` names
+    (the simulated fleet by default) unless one is given."""
     client = sync_client(settings.effective_redis_url)
     keys = Keys(settings.key_prefix)
     return Runtime(
@@ -43,10 +58,7 @@ def build_runtime(settings: Settings, *, connector: VehicleConnector | None = No
         events=EventLog(
             client, keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
         ),
-        connector=connector
-        or SimulatedFleet(
-            client, keys, seed=settings.sim_seed, delay_scale=settings.sim_delay_scale
-        ),
+        connector=connector or _connector(settings, client, keys),
         policies=load_policies(settings),
         audit=AuditLog(client, keys, settings),
     )
