@@ -1,6 +1,7 @@
 """``python -m agent``: vehicles as MQTT clients, answered by a backend (the simulator).
 
-    python -m agent                      # every registered vehicle, new ones as they come
+    python -m agent                      # the simulated fleet of the registry (vehicles
+                                         # with metadata "simulated": true), as it changes
     python -m agent --vin WVWZZZ1KZMW123456 --vin ...
     python -m agent --fleet fleet.json   # vehicles from a file (a JSON list of vehicles)
     python -m agent --vin VIN --password-file /etc/sovd/mqtt-password \\
@@ -27,6 +28,7 @@ import structlog
 
 from agent.backend import load_factory
 from agent.vehicle import SimulatedVehicle
+from common.fleet import is_simulated
 from common.logging import configure_logging
 from common.mqtt_auth import registered_vehicles, vehicle_password, vehicle_secret
 from common.redis_client import wait_for_redis
@@ -95,7 +97,8 @@ class Agent:
                 next_beat = now + interval
             if follow_registry and now >= next_poll:
                 try:
-                    self.sync(registered_vehicles(self._settings))
+                    vehicles = registered_vehicles(self._settings)
+                    self.sync([v for v in vehicles if is_simulated(v)])
                 except Exception as exc:  # Redis away: keep the vehicles we have
                     log.warning("agent_registry_unreachable", error=str(exc))
                 next_poll = now + REGISTRY_POLL_S
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         wait_for_redis(settings.effective_redis_url)
         vehicles = registered_vehicles(settings)
+    if not args.vin and not args.fleet:
+        vehicles = [v for v in vehicles if is_simulated(v)]
     if args.vin:
         wanted = {vin.upper() for vin in args.vin}
         vehicles = [v for v in vehicles if v.vin in wanted]

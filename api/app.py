@@ -18,6 +18,7 @@ from api.deps import client_info
 from api.metrics import ApiMetrics, HttpMetrics, MetricsListener, metrics_endpoint
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.openapi import install_openapi
+from api.presence import PresenceDuties
 from api.routes import audit, auth, command_types, commands, health, vehicles
 from api.state import AppState
 from common.audit import AuditAction
@@ -55,6 +56,9 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.retention_sweep_interval_s,
         )
         retention.start()
+        presence = PresenceDuties(settings, state.presence, state.vehicles)
+        await presence.start()
+        await _announce_fleet(state)
         auth_events = asyncio.create_task(state.auth.run(), name="auth-events")
         try:
             yield
@@ -63,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await auth_events
             await retention.stop()
+            await presence.stop()
             await broker.aclose_async()
             broker.close()
             await client.aclose()
@@ -81,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Location"],
         )
@@ -106,6 +111,16 @@ def create_app(settings: Settings) -> FastAPI:
     install_console(app)
     install_openapi(app)
     return app
+
+
+async def _announce_fleet(state: AppState) -> None:
+    """Say at start when the fleet is empty, and how to fill it."""
+    if await state.vehicles.count() == 0:
+        log.warning(
+            "fleet_empty",
+            hint="register vehicles with POST /api/v1/vehicles (admin) or "
+            "`sovd-admin import-fleet FILE`; see docs/vehicles.md",
+        )
 
 
 async def _audited_forbidden(request: Request, exc: Exception) -> Response:

@@ -8,12 +8,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.state import AppState
-from common.access import can_submit
+from common.access import can_manage_fleet, can_submit
 from common.errors import AuthError, ForbiddenError
 from common.tokens import TokenClaims
 from common.users import User
 
-__all__ = ["Auth", "CurrentUser", "State", "Submitter", "client_info"]
+__all__ = ["Auth", "CurrentUser", "FleetAdmin", "State", "Submitter", "client_info"]
 
 
 def client_info(request: Request) -> dict[str, Any]:
@@ -74,3 +74,13 @@ async def get_submitter(request: Request, credentials: Credentials) -> User:
 
 
 Submitter = Annotated[User, Depends(get_submitter)]
+
+
+async def get_fleet_admin(request: Request, credentials: Credentials) -> User:
+    user = (await _authenticate(request, credentials))[0]
+    if not can_manage_fleet(user.role):
+        raise ForbiddenError(f"Role {user.role.value!r} may not change the fleet")
+    return user
+
+
+FleetAdmin = Annotated[User, Depends(get_fleet_admin)]

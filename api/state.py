@@ -16,6 +16,7 @@ from common.history import CommandHistory
 from common.keys import Keys
 from common.lua import lua_script
 from common.policy import CommandPolicy, load_policies
+from common.presence import Presence
 from common.ratelimit import RateLimiter
 from common.refresh_chain import RefreshChains
 from common.settings import Settings
@@ -46,6 +47,7 @@ class AppState:
     auth: AuthCache
     #: common/lua/submit.lua, registered on ``redis``.
     submit_script: Any
+    presence: Presence
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, broker: WakingRedisBroker) -> AppState:
@@ -85,4 +87,5 @@ class AppState:
             ),
             auth=AuthCache(settings, client, keys),
             submit_script=lua_script("submit").register_async(client),
+            presence=Presence(client, keys, settings),
         )

@@ -8,6 +8,7 @@ from common.users import Role
 __all__ = [
     "SUBMIT_ROLES",
     "can_cancel_command",
+    "can_manage_fleet",
     "can_submit",
     "can_view_command",
     "sees_all_commands",
@@ -33,3 +34,8 @@ def can_view_command(role: Role, user_id: str, command: CommandRecord) -> bool:
 def can_cancel_command(role: Role, user_id: str, command: CommandRecord) -> bool:
     """The owner (if still allowed to submit) or an admin."""
     return role == Role.ADMIN or (command.user_id == user_id and can_submit(role))
+
+
+def can_manage_fleet(role: Role) -> bool:
+    """Registering, changing and removing vehicles is for admins."""
+    return role == Role.ADMIN

@@ -42,6 +42,11 @@ class AuditAction(StrEnum):
     COMMAND_FAILED = "command_failed"
     COMMAND_TIMEOUT = "command_timeout"
     COMMAND_CANCELLED = "command_cancelled"
+    VEHICLE_REGISTERED = "vehicle_registered"
+    VEHICLE_UPDATED = "vehicle_updated"
+    VEHICLE_REMOVED = "vehicle_removed"
+    VEHICLE_CONNECTED = "vehicle_connected"
+    VEHICLE_DISCONNECTED = "vehicle_disconnected"
 
 
 class AuditEntry(BaseModel):

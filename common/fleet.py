@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import redis.asyncio
 
 from common.keys import Keys
-from common.timeutil import utcnow
 from common.users import Role, UserStore
 from common.vehicles import ConnectionStatus, Vehicle, VehicleStore
 from common.vin import with_check_digit
 
-__all__ = ["DEMO_USERS", "demo_fleet", "seed_demo"]
+__all__ = ["DEMO_USERS", "demo_fleet", "is_simulated", "registered", "seed_demo"]
 
 #: Demo logins (username, password, role, email): for local development only.
 DEMO_USERS: tuple[tuple[str, str, Role, str], ...] = (
@@ -38,24 +36,36 @@ _ECUS_ELECTRIC = [
     {"address": "0x40", "name": "Body Control Module"},
 ]
 
-# (VIN with `_` at the check digit, make, model, year, powertrain, connected, minutes since seen)
-_FLEET: tuple[tuple[str, str, str, int, str, bool, int], ...] = (
-    ("WVWZZZ1K_MW123456", "Volkswagen", "Golf", 2021, "petrol", True, 0),
-    ("WBA5R1C0_NFH10001", "BMW", "330e", 2022, "plug-in hybrid", True, 1),
-    ("5YJ3E1EA_PF400123", "Tesla", "Model 3", 2023, "electric", True, 0),
-    ("1FTEW1EP_LFA00042", "Ford", "F-150", 2020, "petrol", False, 180),
-    ("JTDEPRAE_KJ000777", "Toyota", "Corolla", 2019, "hybrid", True, 2),
-    ("YV1UZA8V_N1000314", "Volvo", "XC60", 2022, "diesel", False, 2 * 24 * 60),
-    ("W1Y4ECHY_MP200500", "Mercedes-Benz", "Sprinter", 2021, "diesel", True, 0),
-    ("KM8KRDAF_PU010203", "Hyundai", "Ioniq 5", 2023, "electric", True, 5),
+# (VIN with `_` at the check digit, make, model, year, powertrain, online in the simulation)
+_FLEET: tuple[tuple[str, str, str, int, str, bool], ...] = (
+    ("WVWZZZ1K_MW123456", "Volkswagen", "Golf", 2021, "petrol", True),
+    ("WBA5R1C0_NFH10001", "BMW", "330e", 2022, "plug-in hybrid", True),
+    ("5YJ3E1EA_PF400123", "Tesla", "Model 3", 2023, "electric", True),
+    ("1FTEW1EP_LFA00042", "Ford", "F-150", 2020, "petrol", False),
+    ("JTDEPRAE_KJ000777", "Toyota", "Corolla", 2019, "hybrid", True),
+    ("YV1UZA8V_N1000314", "Volvo", "XC60", 2022, "diesel", False),
+    ("W1Y4ECHY_MP200500", "Mercedes-Benz", "Sprinter", 2021, "diesel", True),
+    ("KM8KRDAF_PU010203", "Hyundai", "Ioniq 5", 2023, "electric", True),
 )
 
 
+def is_simulated(vehicle: Vehicle) -> bool:
+    """Whether the simulated fleet speaks for ``vehicle`` (metadata ``"simulated": true``):
+    with the simulator connector, the api reports its presence (``api/presence.py``)."""
+    return vehicle.metadata.get("simulated") is True
+
+
 def demo_fleet() -> list[Vehicle]:
-    """The demo vehicles; ids are derived from the VIN so seeding is idempotent."""
-    now = utcnow()
+    """The demo vehicles as the simulation runs them; ids are derived from the VIN so
+    seeding is idempotent.
+
+    ``connection_status`` is what the simulated fleet reports once the api runs (online
+    vehicles carry ``"simulated": true``; the others report nothing and stay
+    disconnected). Seeding stores every vehicle ``disconnected`` and never seen
+    (``registered``): presence comes only from reports (``common.presence``).
+    """
     vehicles = []
-    for raw_vin, make, model, year, powertrain, connected, minutes in _FLEET:
+    for raw_vin, make, model, year, powertrain, connected in _FLEET:
         vin = with_check_digit(raw_vin)
         electric = powertrain == "electric"
         health: dict[str, Any] = {
@@ -72,11 +82,11 @@ def demo_fleet() -> list[Vehicle]:
                 connection_status=(
                     ConnectionStatus.CONNECTED if connected else ConnectionStatus.DISCONNECTED
                 ),
-                last_seen_at=now - timedelta(minutes=minutes),
                 metadata={
                     "powertrain": powertrain,
                     "ecus": _ECUS_ELECTRIC if electric else _ECUS_COMBUSTION,
                     "fleet": "demo",
+                    "simulated": connected,
                 },
                 health=health,
             )
@@ -95,5 +105,12 @@ async def seed_demo(client: redis.asyncio.Redis, keys: Keys) -> list[str]:
     vehicles = VehicleStore(client, keys)
     for vehicle in demo_fleet():
         if await vehicles.get(vehicle.vehicle_id) is None:
-            await vehicles.put(vehicle)
+            await vehicles.put(registered(vehicle))
     return created
+
+
+def registered(vehicle: Vehicle) -> Vehicle:
+    """``vehicle`` as a new registration stores it: disconnected, never seen."""
+    return vehicle.model_copy(
+        update={"connection_status": ConnectionStatus.DISCONNECTED, "last_seen_at": None}
+    )

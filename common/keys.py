@@ -60,6 +60,23 @@ class Keys:
     def vehicles(self) -> str:
         return f"{self.prefix}:vehicles"
 
+    @property
+    def vehicle_vins(self) -> str:
+        """VIN -> vehicle id of every registered vehicle (a hash; ``VehicleStore.by_vin``)."""
+        return f"{self.prefix}:vehicle-vins"
+
+    # Presence (common/presence.py)
+    @property
+    def presence_events(self) -> str:
+        """Pub/Sub channel of connection status changes (JSON of ``PresenceChange``)."""
+        return f"{self.prefix}:presence-events"
+
+    @property
+    def presence_seen(self) -> str:
+        """Connected vehicles by their last report (a sorted set: id -> epoch ms), swept
+        for silent vehicles."""
+        return f"{self.prefix}:presence-seen"
+
     def vehicle_active(self, vehicle_id: str) -> str:
         """Commands admitted and not yet terminal on one vehicle (hash: id -> kind)."""
         return f"{self.prefix}:vehicle-active:{vehicle_id}"

@@ -150,8 +150,17 @@ class Settings(BaseSettings):
     sim_delay_scale: float = Field(default=1.0, ge=0)
     seed_demo: bool = True
 
-    # Vehicle transport (docs/vehicles.md): which connector the workers use.
+    # Vehicles: connector and presence (common/presence.py)
+    #: How the workers reach vehicles: ``simulator`` is the in-worker simulated fleet.
     connector: Literal["simulator", "mqtt"] = "simulator"
+    #: A connected vehicle that reports nothing (no heartbeat) for this long is marked
+    #: ``disconnected`` by the api's presence sweep.
+    presence_timeout_s: float = Field(default=60.0, gt=0)
+    #: How often the api looks for silent vehicles.
+    presence_sweep_interval_s: float = Field(default=5.0, gt=0)
+    #: With the simulator connector: how often the api heartbeats the simulated vehicles
+    #: (those whose metadata has ``"simulated": true``); keep it below the timeout.
+    presence_sim_heartbeat_s: float = Field(default=15.0, gt=0)
 
     # MQTT transport (workers/mqtt_connector.py, agent/, deploy/mosquitto/)
     mqtt_host: str = "127.0.0.1"

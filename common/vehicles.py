@@ -8,7 +8,9 @@ from typing import Any, cast
 
 import redis.asyncio
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import WatchError
 
+from common.errors import ConflictError, NotFoundError
 from common.keys import Keys
 
 __all__ = ["ConnectionStatus", "Vehicle", "VehicleStore"]
@@ -50,14 +52,100 @@ class VehicleStore:
         self._keys = keys
 
     async def put(self, vehicle: Vehicle) -> None:
+        """Store ``vehicle`` as given (seeding and tests; the registry uses ``create``)."""
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.set(self._keys.vehicle(vehicle.vehicle_id), vehicle.model_dump_json())
             pipe.zadd(self._keys.vehicles, {vehicle.vehicle_id: 0})
+            pipe.hset(self._keys.vehicle_vins, vehicle.vin, vehicle.vehicle_id)
             await pipe.execute()
 
     async def get(self, vehicle_id: str) -> Vehicle | None:
         raw = await self._client.get(self._keys.vehicle(vehicle_id))
         return Vehicle.model_validate_json(raw) if raw else None
+
+    async def by_vin(self, vin: str) -> Vehicle | None:
+        """The vehicle registered under ``vin`` (case-insensitive), if any."""
+        vehicle_id = await self._client.hget(self._keys.vehicle_vins, vin.strip().upper())
+        return await self.get(str(vehicle_id)) if vehicle_id else None
+
+    async def create(self, vehicle: Vehicle) -> None:
+        """Register a new vehicle; ``ConflictError`` when its VIN or id is taken."""
+        key = self._keys.vehicle(vehicle.vehicle_id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(self._keys.vehicle_vins, key)
+                    holder = await pipe.hget(self._keys.vehicle_vins, vehicle.vin)
+                    if holder is not None or await pipe.exists(key):
+                        raise ConflictError(
+                            f"A vehicle with VIN {vehicle.vin} is already registered",
+                            vehicle_id=holder or vehicle.vehicle_id,
+                        )
+                    pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    pipe.set(key, vehicle.model_dump_json())
+                    pipe.zadd(self._keys.vehicles, {vehicle.vehicle_id: 0})
+                    pipe.hset(self._keys.vehicle_vins, vehicle.vin, vehicle.vehicle_id)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    async def update(self, vehicle_id: str, changes: dict[str, Any]) -> tuple[Vehicle, Vehicle]:
+        """Apply ``changes`` (registry fields only) to the stored vehicle, keeping its
+        presence; return ``(before, after)``. ``NotFoundError`` for an unknown id."""
+        forbidden = {"vehicle_id", "vin", "connection_status", "last_seen_at"} & changes.keys()
+        if forbidden:
+            raise ValueError(f"not registry fields: {sorted(forbidden)}")
+        key = self._keys.vehicle(vehicle_id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise NotFoundError(f"Vehicle {vehicle_id} not found")
+                    before = Vehicle.model_validate_json(raw)
+                    after = before.model_copy(update=changes)
+                    pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    pipe.set(key, after.model_dump_json())
+                    await pipe.execute()
+                    return before, after
+                except WatchError:
+                    continue
+
+    async def delete(self, vehicle_id: str) -> Vehicle:
+        """Remove a vehicle that has no active command (``ConflictError`` otherwise, with
+        the active command ids); its commands and audit entries stay."""
+        key = self._keys.vehicle(vehicle_id)
+        active_key = self._keys.vehicle_active(vehicle_id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # Watching the active hash orders this against a concurrent submission.
+                    await pipe.watch(key, active_key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise NotFoundError(f"Vehicle {vehicle_id} not found")
+                    active = cast(list[str], await pipe.hkeys(active_key))
+                    if active:
+                        raise ConflictError(
+                            f"Vehicle {vehicle_id} has active commands; cancel them or wait "
+                            "for them to end",
+                            active_command_ids=sorted(active)[:20],
+                        )
+                    vehicle = Vehicle.model_validate_json(raw)
+                    pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    pipe.delete(key)
+                    pipe.zrem(self._keys.vehicles, vehicle_id)
+                    pipe.hdel(self._keys.vehicle_vins, vehicle.vin)
+                    pipe.zrem(self._keys.presence_seen, vehicle_id)
+                    await pipe.execute()
+                    return vehicle
+                except WatchError:
+                    continue
+
+    async def count(self) -> int:
+        return int(await self._client.zcard(self._keys.vehicles))
 
     async def list_vehicles(
         self,

@@ -1,15 +1,17 @@
-"""The fleet: list, detail and connection status."""
+"""The fleet: list, detail and connection status; registration for admins."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response, status
 
-from api.deps import CurrentUser, State
+from api.deps import CurrentUser, FleetAdmin, State, client_info
 from api.schemas import MAX_OFFSET, VehiclePublic, VehicleStatusPublic
 from common.errors import NotFoundError
+from common.registry import Registry, VehicleSpec, VehicleUpdate
+from common.users import User
 from common.vehicles import ConnectionStatus, Vehicle
 
 router = APIRouter(prefix="/api/v1/vehicles", tags=["vehicles"])
@@ -59,3 +61,54 @@ async def read_vehicle_status(
         last_seen_at=vehicle.last_seen_at,
         health=vehicle.health,
     )
+
+
+def _actor(request: Request, admin: User) -> dict[str, Any]:
+    return {"user_id": admin.user_id, "username": admin.username, **client_info(request)}
+
+
+_ADMIN_ONLY: dict[int | str, dict[str, Any]] = {403: {"description": "Not an admin"}}
+
+
+@router.post(
+    "",
+    response_model=VehiclePublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={**_ADMIN_ONLY, 409: {"description": "A vehicle with this VIN is registered"}},
+)
+async def create_vehicle(
+    spec: VehicleSpec, request: Request, response: Response, state: State, admin: FleetAdmin
+) -> VehiclePublic:
+    """Register a vehicle (admins). It is `disconnected` until it reports presence."""
+    registry = Registry(state.vehicles, state.audit)
+    vehicle = await registry.register(spec, **_actor(request, admin))
+    response.headers["Location"] = f"/api/v1/vehicles/{vehicle.vehicle_id}"
+    return _public(vehicle)
+
+
+@router.patch("/{vehicle_id}", response_model=VehiclePublic, responses=_ADMIN_ONLY)
+async def update_vehicle(
+    vehicle_id: uuid.UUID,
+    update: VehicleUpdate,
+    request: Request,
+    state: State,
+    admin: FleetAdmin,
+) -> VehiclePublic:
+    """Change a vehicle's make, model, year or metadata (admins); the VIN is fixed."""
+    registry = Registry(state.vehicles, state.audit)
+    return _public(await registry.update(str(vehicle_id), update, **_actor(request, admin)))
+
+
+@router.delete(
+    "/{vehicle_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={**_ADMIN_ONLY, 409: {"description": "The vehicle has active commands"}},
+)
+async def delete_vehicle(
+    vehicle_id: uuid.UUID, request: Request, state: State, admin: FleetAdmin
+) -> Response:
+    """Remove a vehicle with no active command (admins); its command history stays."""
+    registry = Registry(state.vehicles, state.audit)
+    await registry.remove(str(vehicle_id), **_actor(request, admin))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

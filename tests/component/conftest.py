@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 
 import dramatiq
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from common.fleet import DEMO_USERS, demo_fleet
 from common.keys import Keys
+from common.presence import Presence
 from common.redis_client import async_client
 from common.settings import Settings
 from common.users import Role, UserStore
@@ -69,6 +71,25 @@ def create_user(settings: Settings, username: str, role: Role, *, active: bool =
             await UserStore(client, Keys(settings.key_prefix)).create(
                 username=username, password=f"{username}-password", role=role, active=active
             )
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def report_presence(
+    settings: Settings, vehicle_id: str, status: ConnectionStatus, *, at: datetime | None = None
+) -> None:
+    """Report the vehicle connected (or disconnected) through ``common.presence``."""
+
+    async def go() -> None:
+        client = async_client(settings.effective_redis_url)
+        try:
+            presence = Presence(client, Keys(settings.key_prefix), settings)
+            if status == ConnectionStatus.CONNECTED:
+                await presence.connected(vehicle_id, at=at)
+            else:
+                await presence.disconnected(vehicle_id, reason="clean_disconnect", at=at)
         finally:
             await client.aclose()
 

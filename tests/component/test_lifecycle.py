@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -18,7 +19,7 @@ from common.keys import Keys
 from common.settings import Settings
 from common.users import Role
 from common.vehicles import ConnectionStatus
-from tests.component.conftest import create_user, login, vehicle
+from tests.component.conftest import create_user, login, report_presence, vehicle
 from tests.support import ROOT, wait_for
 from workers import runtime
 from workers.background import sweep_expired
@@ -229,16 +230,19 @@ def test_cancel_rules_terminal_409_other_engineer_404_viewer_403(
 
 
 def test_an_offline_vehicle_rejects_the_command_with_409_and_its_last_seen_time(
-    api: TestClient, sync_redis: redis.Redis, keys: Keys
+    api: TestClient, sync_redis: redis.Redis, keys: Keys, settings: Settings
 ) -> None:
     offline = vehicle(ConnectionStatus.DISCONNECTED)
+    seen = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    report_presence(settings, offline.vehicle_id, ConnectionStatus.CONNECTED, at=seen)
+    report_presence(settings, offline.vehicle_id, ConnectionStatus.DISCONNECTED, at=seen)
     response = post(api, "engineer", vehicle_id=offline.vehicle_id)
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["message"] == f"Vehicle {offline.vin} is offline; the command was rejected"
     body = error["details"]
     assert body["vehicle_id"] == offline.vehicle_id
-    assert body["last_seen_at"].endswith("Z")
+    assert body["last_seen_at"] == "2026-06-01T12:00:00.000000Z"
     record = api.get(f"/api/v1/commands/{body['command_id']}", headers=login(api, "engineer"))
     assert record.json()["status"] == "rejected"
     events = events_of(sync_redis, keys, body["command_id"])

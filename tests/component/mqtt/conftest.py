@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common.fleet import demo_fleet
+from common.fleet import demo_fleet, is_simulated
 from common.keys import Keys
 from common.redis_client import async_client
 from common.settings import Settings
@@ -21,7 +21,8 @@ from tests.support import ROOT, timeout, wait_for
 
 
 def connected_fleet() -> list[Vehicle]:
-    return [v for v in demo_fleet() if v.connection_status == "connected"]
+    """The demo vehicles the simulation runs (online once their agent connects)."""
+    return [v for v in demo_fleet() if is_simulated(v)]
 
 
 @pytest.fixture
