@@ -188,8 +188,8 @@ class SimulatedVehicle:
                 self._add(run, payload=part.payload, is_final=part.is_final)
                 if part.is_final:
                     break
-        except ExchangeCancelled:
-            pass  # the service stopped listening: nothing to answer
+        except ExchangeCancelled:  # the service stopped listening: nothing to answer
+            log.info("vehicle_exchange_cancelled", vin=self.vin, command_id=request.command_id)
         except ConnectorError as exc:
             error = AnswerError(code=exc.code, message=exc.message)
             self._add(run, payload=getattr(exc, "payload", None), is_final=True, error=error)

@@ -85,6 +85,9 @@ class _Exchange:
     request: RequestMessage
     inbox: queue.Queue[AnswerMessage | StatusMessage] = field(default_factory=queue.Queue)
     sequencer: PartSequencer = field(default_factory=PartSequencer)
+    #: The vehicle's last will, while the grace for it to come back runs.
+    offline: StatusMessage | None = None
+    offline_until: float = 0.0
 
 
 class MqttConnector:
@@ -137,8 +140,7 @@ class MqttConnector:
             while True:
                 item = self._next(exchange, request)
                 if isinstance(item, StatusMessage):
-                    if item.status == "offline":
-                        raise self._went_offline(exchange, item)
+                    self._on_status(exchange, item)
                     continue
                 for part in exchange.sequencer.accept(item):
                     if part.error is not None:
@@ -203,6 +205,8 @@ class MqttConnector:
         while True:
             if request.cancelled():
                 raise ExchangeCancelled("Cancelled during the exchange")
+            if exchange.offline is not None and time.monotonic() >= exchange.offline_until:
+                raise self._went_offline(exchange, exchange.offline)
             left = request.deadline - time.monotonic()
             if left <= 0:
                 raise ExchangeTimeout(
@@ -212,6 +216,20 @@ class MqttConnector:
                 return exchange.inbox.get(timeout=min(left, WAIT_SLICE_S))
             except queue.Empty:
                 continue
+
+    def _on_status(self, exchange: _Exchange, status: StatusMessage) -> None:
+        """A clean goodbye ends the exchange at once; a last will (the link dropped, or
+        the broker restarted) only after ``SOVD_MQTT_OFFLINE_GRACE_S`` without the
+        vehicle coming back; when it does, the exchange resumes."""
+        if status.status == "offline":
+            if status.reason == "clean_disconnect" or self._settings.mqtt_offline_grace_s <= 0:
+                raise self._went_offline(exchange, status)
+            if exchange.offline is None:
+                exchange.offline = status
+                exchange.offline_until = time.monotonic() + self._settings.mqtt_offline_grace_s
+        elif exchange.offline is not None:
+            exchange.offline = None
+            self._send_request(exchange)
 
     @staticmethod
     def _went_offline(exchange: _Exchange, status: StatusMessage) -> ConnectorError:

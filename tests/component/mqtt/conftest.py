@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +16,14 @@ import pytest
 
 from common.fleet import demo_fleet, is_simulated
 from common.keys import Keys
+from common.mqtt import StatusMessage, Topics
+from common.mqtt_auth import service_password
 from common.redis_client import async_client
 from common.settings import Settings
 from common.vehicles import Vehicle, VehicleStore
+from tests.mqtt_probe import Probe
 from tests.mqtt_support import MosquittoServer
-from tests.support import ROOT, timeout, wait_for
+from tests.support import ROOT, timeout
 
 
 def connected_fleet() -> list[Vehicle]:
@@ -113,4 +119,26 @@ def start_agent(mqtt_settings: Settings, tmp_path: Path) -> Iterator[object]:
         agent.stop()
 
 
-__all__ = ["AgentProcess", "agent_env", "connected_fleet", "wait_for"]
+def service_probe(settings: Settings, name: str = "probe-service") -> Probe:
+    probe = Probe(settings, f"{name}-{uuid.uuid4().hex[:6]}", username=settings.mqtt_username,
+                  password=service_password(settings))  # fmt: skip
+    probe.wait_connected()
+    return probe
+
+
+def wait_status(settings: Settings, vin: str, status: str) -> StatusMessage:
+    """Block until the vehicle's retained status is ``status``; return it."""
+    probe = service_probe(settings, "status-watch")
+    try:
+        probe.subscribe(Topics(settings.mqtt_topic_prefix).status(vin))
+        deadline = time.monotonic() + timeout(20)
+        while time.monotonic() < deadline:
+            try:
+                message = StatusMessage.model_validate_json(probe.next(1).payload)
+            except queue.Empty:
+                continue
+            if message.status == status:
+                return message
+        raise AssertionError(f"{vin} never became {status}")
+    finally:
+        probe.close()
