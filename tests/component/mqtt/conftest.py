@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from common.fleet import demo_fleet, is_simulated
+from common.fleet import demo_fleet, is_simulated, registered
 from common.keys import Keys
 from common.mqtt import StatusMessage, Topics
 from common.mqtt_auth import service_password
@@ -23,7 +23,7 @@ from common.settings import Settings
 from common.vehicles import Vehicle, VehicleStore
 from tests.mqtt_probe import Probe
 from tests.mqtt_support import MosquittoServer
-from tests.support import ROOT, timeout
+from tests.support import ROOT, timeout, wait_for
 
 
 def connected_fleet() -> list[Vehicle]:
@@ -33,14 +33,14 @@ def connected_fleet() -> list[Vehicle]:
 
 @pytest.fixture
 def fleet(settings: Settings) -> list[Vehicle]:
-    """The demo fleet, registered under the test's prefix."""
+    """The demo fleet, registered (disconnected, never seen) under the test's prefix."""
     vehicles = demo_fleet()
 
     async def register() -> None:
         client = async_client(settings.effective_redis_url)
         store = VehicleStore(client, Keys(settings.key_prefix))
         for vehicle in vehicles:
-            await store.put(vehicle)
+            await store.put(registered(vehicle))
         await client.aclose()
 
     asyncio.run(register())
@@ -80,13 +80,13 @@ def agent_env(settings: Settings) -> dict[str, str]:
 
 
 class AgentProcess:
-    """``python -m agent`` as a real process; ``online(vin)`` once it said so."""
+    """``python -m agent`` (or another module: ``module=``) as a real process."""
 
-    def __init__(self, settings: Settings, log: Path, *args: str) -> None:
+    def __init__(self, settings: Settings, log: Path, *args: str, module: str = "agent") -> None:
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "agent", *args],
+                [sys.executable, "-m", module, *args],
                 cwd=ROOT, env=agent_env(settings), stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
@@ -117,6 +117,16 @@ def start_agent(mqtt_settings: Settings, tmp_path: Path) -> Iterator[object]:
     yield start
     for agent in started:
         agent.stop()
+
+
+@pytest.fixture
+def bridge(mqtt_settings: Settings, tmp_path: Path) -> Iterator[AgentProcess]:
+    """The vehicle bridge (``python -m workers.vehicle_bridge``), subscribed."""
+    process = AgentProcess(mqtt_settings, tmp_path / "bridge.log", module="workers.vehicle_bridge")
+    wait_for(lambda: "bridge_started" in process.log.read_text(), timeout_s=20,
+             what="the bridge to start")  # fmt: skip
+    yield process
+    process.stop()
 
 
 def service_probe(settings: Settings, name: str = "probe-service") -> Probe:
