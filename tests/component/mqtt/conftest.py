@@ -74,6 +74,7 @@ def agent_env(settings: Settings) -> dict[str, str]:
         "SOVD_MQTT_PROTOCOL": settings.mqtt_protocol,
         "SOVD_MQTT_HEARTBEAT_INTERVAL_S": str(settings.mqtt_heartbeat_interval_s),
         "SOVD_SIM_DELAY_SCALE": str(settings.sim_delay_scale),
+        "SOVD_DATA_DIR": str(settings.data_dir),
         "SOVD_LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }
