@@ -3,6 +3,7 @@
 #   realtime       python -m realtime
 #   worker         dramatiq workers.main:setup --skip-logging ...
 #   admin          sovd-admin create-user NAME --role admin --password-stdin
+#   bridge, agent  python -m workers.vehicle_bridge, python -m agent (MQTT vehicles)
 # Only the runtime dependencies from pyproject.toml are installed, no test or lint groups.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -22,6 +23,7 @@ COPY common ./common
 COPY realtime ./realtime
 COPY workers ./workers
 COPY cli ./cli
+COPY agent ./agent
 RUN pip install .
 
 FROM ${PYTHON_IMAGE}
