@@ -59,6 +59,7 @@ def broker_config(
         "persistent_client_expiration 1d\n"
         "max_queued_messages 10000\n"
         "max_packet_size 262144\n"
+        "set_tcp_nodelay true\n"
         "log_dest stdout\n"
         "log_type error\n"
         "log_type warning\n"
