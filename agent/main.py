@@ -15,7 +15,9 @@ broker to publish each vehicle's last will.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import resource
 import signal
 import threading
 import time
@@ -27,6 +29,7 @@ from types import FrameType
 import structlog
 
 from agent.backend import load_factory
+from agent.io_loop import ClientLoop
 from agent.vehicle import SimulatedVehicle
 from common.fleet import is_simulated
 from common.logging import configure_logging
@@ -57,6 +60,7 @@ class Agent:
         self._settings = settings
         self._backend = load_factory(backend_spec)(settings)
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="exchange")
+        self._loop = ClientLoop()
         self._password = password
         self._secret = vehicle_secret(settings)
         self.vehicles: dict[str, SimulatedVehicle] = {}
@@ -67,7 +71,12 @@ class Agent:
             return
         password = self._password or vehicle_password(self._secret, vehicle.vin)
         car = SimulatedVehicle(
-            self._settings, vehicle, password=password, backend=self._backend, pool=self._pool
+            self._settings,
+            vehicle,
+            password=password,
+            backend=self._backend,
+            pool=self._pool,
+            loop=self._loop,
         )
         self.vehicles[vehicle.vin] = car
         car.start()
@@ -108,10 +117,32 @@ class Agent:
     def stop(self) -> None:
         self._stop.set()
 
-    def close(self) -> None:
-        for vin in list(self.vehicles):
-            self.remove(vin)
+    def close(self, *, wait_s: float = 3.0) -> None:
+        """Every vehicle says goodbye at once, then all disconnect (within ``wait_s``
+        for the goodbyes, however many vehicles)."""
+        cars = list(self.vehicles.values())
+        self.vehicles.clear()
+        pending = [(car, car.say_goodbye()) for car in cars]
+        deadline = time.monotonic() + wait_s
+        for _car, info in pending:
+            if info is not None:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+        for car in cars:
+            car.close()
+        deadline = time.monotonic() + 2.0
+        while any(car.connected.is_set() for car in cars) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the I/O thread writes the DISCONNECTs
+        self._loop.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _raise_open_files_limit() -> None:
+    """One socket per vehicle: take the hard limit on open files (often 1024 soft)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _raise_open_files_limit()
     settings = get_settings()
     configure_logging(settings, "agent")
     done = threading.Event()

@@ -22,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from agent.backend import VehicleBackend
+from agent.io_loop import ClientLoop
 from common.mqtt import (
     AnswerError,
     AnswerMessage,
@@ -55,8 +56,8 @@ class _Run:
 
 
 class SimulatedVehicle:
-    """A vehicle's MQTT presence and request handling; ``start()`` connects in the
-    background, ``stop()`` says goodbye (clean disconnect) and closes."""
+    """A vehicle's MQTT presence and request handling; ``start()`` connects through the
+    shared ``ClientLoop``, ``stop()`` says goodbye (clean disconnect) and closes."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class SimulatedVehicle:
         password: str,
         backend: VehicleBackend,
         pool: Executor,
+        loop: ClientLoop,
     ) -> None:
         self.vehicle = vehicle.model_copy(update={"connection_status": ConnectionStatus.CONNECTED})
         self.vin = vehicle.vin
@@ -73,6 +75,7 @@ class SimulatedVehicle:
         self._topics = Topics(settings.mqtt_topic_prefix)
         self._backend = backend
         self._pool = pool
+        self._loop = loop
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self.connected = threading.Event()
@@ -90,22 +93,31 @@ class SimulatedVehicle:
 
     def start(self) -> None:
         connect_async(self._client, self._settings)
-        self._client.loop_start()
+        self._loop.add(self._client)
 
-    def stop(self) -> None:
-        """Publish the clean-disconnect status (retained), then disconnect."""
-        goodbye = StatusMessage(status="offline", reason="clean_disconnect", at=utcnow())
-        info = self._client.publish(
-            self._topics.status(self.vin), wire(goodbye), qos=1, retain=True
-        )
-        if self.connected.is_set():
-            # RuntimeError: the connection dropped meanwhile; the last will says it.
-            with contextlib.suppress(RuntimeError):
-                info.wait_for_publish(timeout=2.0)
+    def say_goodbye(self) -> mqtt.MQTTMessageInfo | None:
+        """Publish the clean-disconnect status (retained); ``None`` when not connected
+        (the last will speaks instead). Cancels the exchanges in flight."""
         for run in list(self._runs.values()):
             run.cancelled.set()
-        self._client.disconnect()
-        self._client.loop_stop()
+        if not self.connected.is_set():
+            return None
+        goodbye = StatusMessage(status="offline", reason="clean_disconnect", at=utcnow())
+        return self._client.publish(
+            self._topics.status(self.vin), wire(goodbye), qos=1, retain=True
+        )
+
+    def close(self) -> None:
+        self._loop.remove(self._client)
+
+    def stop(self, *, wait_s: float = 2.0) -> None:
+        """Say goodbye, wait up to ``wait_s`` for the broker to take it, disconnect."""
+        info = self.say_goodbye()
+        if info is not None:
+            # RuntimeError: the connection dropped meanwhile; the last will says it.
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=wait_s)
+        self.close()
 
     def heartbeat(self) -> None:
         if self.connected.is_set():

@@ -129,8 +129,8 @@ def simulator(
 def mqtt(
     server: RedisServer, logs: Path, vehicles: list[Vehicle]
 ) -> Iterator[tuple[Stack, dict[str, str]]]:
-    broker = MosquittoServer(Settings(_env_file=None, jwt_secret=SECRET),
-                             [v.vin for v in vehicles])  # fmt: skip
+    accounts = [v.vin for v in vehicles + demo_fleet()]  # the api seeds the demo fleet too
+    broker = MosquittoServer(Settings(_env_file=None, jwt_secret=SECRET), accounts)
     broker.start()
     env = {**BASE_ENV, "SOVD_CONNECTOR": "mqtt", "SOVD_MQTT_PORT": str(broker.port)}
     processes: list[subprocess.Popen[bytes]] = []

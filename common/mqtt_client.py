@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from common.settings import Settings
 
-__all__ = ["connect_async", "is_v5", "new_client", "publish_properties", "wire"]
+__all__ = ["connect_async", "is_v5", "new_client", "no_delay", "publish_properties", "wire"]
 
 #: Seconds between reconnect attempts: from the first, doubling up to the last.
 RECONNECT_DELAY_S = (1, 4)
@@ -48,11 +48,11 @@ def new_client(
     client.max_queued_messages_set(10_000)
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
-    client.on_socket_open = _no_delay
+    client.on_socket_open = no_delay
     return client
 
 
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+def no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
     """Small packets go out at once: with Nagle's algorithm and delayed ACKs an answer
     part waited ~40 ms per hop (measured, bench/transports.py)."""
     with contextlib.suppress(OSError, AttributeError):  # not a TCP socket (unix, websockets)
