@@ -15,6 +15,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -89,6 +90,12 @@ def write_broker_files(settings: Settings, folder: Path, vins: list[str]) -> Pat
     return config
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -112,6 +119,12 @@ def main() -> None:
             "mosquitto), or point SOVD_MQTT_HOST at a broker and set SOVD_MQTT_EMBEDDED=false."
         )
     assert binary is not None
+    if _port_taken(settings.mqtt_port):
+        _idle(
+            f"Port {settings.mqtt_port} is taken (a system Mosquitto?): choose another "
+            "SOVD_MQTT_PORT, or SOVD_MQTT_EMBEDDED=false to use that broker (it then needs "
+            "the accounts and ACL of `sovd-admin mqtt-credentials`)."
+        )
     wait_for_redis(settings.effective_redis_url)
     folder = (settings.data_dir / "mosquitto").resolve()
     vins = sorted(v.vin for v in registered_vehicles(settings))

@@ -179,23 +179,24 @@ class MqttConnector:
             )
 
     def _open(self, exchange: _Exchange) -> None:
+        # Subscribing under the lock keeps a concurrent _close of the same VIN from
+        # unsubscribing after this subscription (paho only queues the packet here).
         with self._lock:
             self._exchanges[exchange.request.command_id] = exchange
             refs = self._status_refs.get(exchange.vin, 0)
             self._status_refs[exchange.vin] = refs + 1
-        if refs == 0:  # the retained status arrives at once: the vehicle's own word
-            self._client.subscribe(self._topics.status(exchange.vin), qos=1)
+            if refs == 0:  # the retained status arrives at once: the vehicle's own word
+                self._client.subscribe(self._topics.status(exchange.vin), qos=1)
 
     def _close(self, exchange: _Exchange) -> None:
         with self._lock:
             if self._exchanges.get(exchange.request.command_id) is exchange:
                 del self._exchanges[exchange.request.command_id]
             refs = self._status_refs.get(exchange.vin, 1) - 1
-            if refs <= 0:
-                self._status_refs.pop(exchange.vin, None)
-            else:
+            if refs > 0:
                 self._status_refs[exchange.vin] = refs
-        if refs <= 0:
+                return
+            self._status_refs.pop(exchange.vin, None)
             self._client.unsubscribe(self._topics.status(exchange.vin))
 
     def _next(
