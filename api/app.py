@@ -108,7 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    install_console(app)
+    install_console(app, realtime_url=settings.effective_realtime_url)
     install_openapi(app)
     return app
 

@@ -83,9 +83,7 @@ class PresenceDuties:
     async def report_simulated(self) -> int:
         """Connect or heartbeat every simulated vehicle; return how many reported."""
         reported = 0
-        offset = 0
-        while True:
-            page = await self._vehicles.list_vehicles(limit=_PAGE, offset=offset)
+        async for page in self._vehicles.pages(_PAGE):
             for vehicle in page:
                 if not is_simulated(vehicle):
                     continue
@@ -94,9 +92,7 @@ class PresenceDuties:
                 else:
                     await self._presence.connected(vehicle.vehicle_id, reason="simulated")
                 reported += 1
-            if len(page) < _PAGE:
-                return reported
-            offset += _PAGE
+        return reported
 
     async def _every(
         self, interval_s: float, duty: Callable[[], Awaitable[object]], failure: str

@@ -21,6 +21,7 @@ __all__ = [
     "Event",
     "EventAdapter",
     "EventEnvelope",
+    "PresenceSnapshotEvent",
     "ProtocolErrorEvent",
     "Response",
     "ResponseEvent",
@@ -29,6 +30,7 @@ __all__ = [
     "SubscribedEvent",
     "TokenRefreshedEvent",
     "UnsubscribedEvent",
+    "VehiclePresence",
     "WelcomeEvent",
 ]
 
@@ -155,6 +157,27 @@ class TokenRefreshedEvent(_Model):
 
     event: Literal["token_refreshed"] = "token_refreshed"
     expires_at: str
+
+
+class VehiclePresence(_Model):
+    """One vehicle's presence as it stands."""
+
+    vehicle_id: str
+    vin: str
+    connection_status: str
+    last_seen_at: datetime | None
+
+
+class PresenceSnapshotEvent(_Model):
+    """The presence of the followed vehicles as it stands, sent when a presence stream
+    opens (and again after the relay reconnected), in pages of at most
+    ``PRESENCE_SNAPSHOT_PAGE`` vehicles; ``last`` marks the final page. ``presence``
+    events follow (``common.presence.PresenceChange``): each carries a vehicle's whole
+    state, so applying them in order after the snapshot gives the current state."""
+
+    event: Literal["presence_snapshot"] = "presence_snapshot"
+    vehicles: list[VehiclePresence]
+    last: bool = True
 
 
 class CloseEvent(_Model):

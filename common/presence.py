@@ -47,6 +47,8 @@ class PresenceChange(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     type: Literal["presence"] = "presence"
+    #: The realtime protocol's discriminator (clients read ``event`` on every message).
+    event: Literal["presence"] = "presence"
     vehicle_id: str
     vin: str
     connection_status: ConnectionStatus

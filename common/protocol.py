@@ -42,7 +42,7 @@ class CloseCode(IntEnum):
     RATE_LIMITED = 4029  # too many client messages: reconnect after a back-off, send fewer
     TOKEN_EXPIRED = 4401  # the token expired on an open connection: get a new one first
     SESSION_REVOKED = 4403  # logout, token revoked or user deactivated: log in again
-    COMMAND_NOT_FOUND = 4404  # unknown command, or not visible to this user
+    COMMAND_NOT_FOUND = 4404  # unknown command (or vehicle), or not visible to this user
     IDLE = 4408  # no subscription left for the idle timeout: open a new stream when needed
     CANNOT_RECOVER = 4410  # the command is gone: nothing left to replay
     TOO_MANY_CONNECTIONS = 4429  # the user's open connections are at the limit

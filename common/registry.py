@@ -86,7 +86,7 @@ class VehicleSpec(BaseModel):
     vin: str = Field(
         min_length=17,
         max_length=17,
-        examples=["WVWZZZ1KZMW123456"],
+        examples=["WVWZZZ1K3MW123456"],
         description="17 characters, no I, O or Q, with a correct check digit (position 9).",
     )
     make: str = Field(min_length=1, max_length=64, examples=["Volkswagen"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -143,6 +144,21 @@ class VehicleStore:
                     return vehicle
                 except WatchError:
                     continue
+
+    async def pages(self, size: int) -> AsyncIterator[list[Vehicle]]:
+        """Every vehicle, ``size`` at a time, in no particular order (one read per page)."""
+        start = 0
+        while True:
+            ids = cast(
+                list[str], await self._client.zrange(self._keys.vehicles, start, start + size - 1)
+            )
+            if not ids:
+                return
+            raws = await self._client.mget([self._keys.vehicle(i) for i in ids])
+            yield [Vehicle.model_validate_json(r) for r in raws if r]
+            if len(ids) < size:
+                return
+            start += size
 
     async def count(self) -> int:
         return int(await self._client.zcard(self._keys.vehicles))

@@ -20,8 +20,8 @@ from realtime.hub import Hub, Subscription
 from realtime.metrics import CONTENT_TYPE, RealtimeMetrics
 from realtime.relay import Relay
 from realtime.service import RealtimeService
-from realtime.sse import open_event_stream
-from realtime.websocket import CLOSE_TIMEOUT_S, serve_websocket
+from realtime.sse import open_event_stream, open_presence_stream
+from realtime.websocket import CLOSE_TIMEOUT_S, serve_presence_websocket, serve_websocket
 
 __all__ = ["create_app", "go_away"]
 
@@ -51,6 +51,9 @@ def create_app(settings: Settings) -> FastAPI:
         def on_reconnected() -> None:
             service.on_relay_reconnected()
 
+        def on_presence_event(data: str) -> None:
+            service.presence.on_event(data)
+
         keys = Keys(settings.key_prefix)
         relay = Relay(
             settings.effective_redis_url,
@@ -59,6 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
             auth_channel=keys.auth_events,
             on_auth_event=on_auth_event,
             on_reconnected=on_reconnected,
+            presence_channel=keys.presence_events,
+            on_presence_event=on_presence_event,
         )
         service = RealtimeService(settings, client, hub, relay, RealtimeMetrics())
         app.state.redis = client
@@ -114,6 +119,26 @@ def create_app(settings: Settings) -> FastAPI:
         """Server-Sent Events: the command's events after Last-Event-ID (or since), then live."""
         position = last_event_id if last_event_id is not None else since
         return await open_event_stream(app.state.service, request, command_id, position)
+
+    @app.websocket("/ws/vehicles")
+    async def ws_vehicles(websocket: WebSocket) -> None:
+        """Follow every vehicle's presence: a snapshot, then each change (docs/protocol.md)."""
+        await serve_presence_websocket(websocket, None, app.state.service)
+
+    @app.websocket("/ws/vehicles/{vehicle_id}")
+    async def ws_vehicle(websocket: WebSocket, vehicle_id: str) -> None:
+        """Follow one vehicle's presence."""
+        await serve_presence_websocket(websocket, vehicle_id, app.state.service)
+
+    @app.get("/sse/vehicles", tags=["events"], response_model=None)
+    async def sse_vehicles(request: Request) -> Response:
+        """Server-Sent Events: every vehicle's presence, a snapshot then each change."""
+        return await open_presence_stream(app.state.service, request, None)
+
+    @app.get("/sse/vehicles/{vehicle_id}", tags=["events"], response_model=None)
+    async def sse_vehicle(request: Request, vehicle_id: str) -> Response:
+        """Server-Sent Events: one vehicle's presence."""
+        return await open_presence_stream(app.state.service, request, vehicle_id)
 
     @app.websocket("/ws/responses/{command_id}")
     async def ws_responses(websocket: WebSocket, command_id: str) -> None:

@@ -18,7 +18,14 @@ from common.errors import AppError, AuthError
 from common.events import MAX_POSITION
 from common.protocol import CloseCode
 
-__all__ = ["MAX_POSITION", "Refusal", "as_refusal", "parse_position", "valid_command_id"]
+__all__ = [
+    "MAX_POSITION",
+    "Refusal",
+    "as_refusal",
+    "parse_position",
+    "valid_command_id",
+    "valid_vehicle_id",
+]
 
 
 class Refusal(AppError):
@@ -70,6 +77,10 @@ class Refusal(AppError):
     @classmethod
     def command_not_found(cls) -> Refusal:
         return cls(CloseCode.COMMAND_NOT_FOUND, 404, "command_not_found", "Command not found")
+
+    @classmethod
+    def vehicle_not_found(cls) -> Refusal:
+        return cls(CloseCode.COMMAND_NOT_FOUND, 404, "vehicle_not_found", "Vehicle not found")
 
     @classmethod
     def too_many_connections(cls) -> Refusal:
@@ -136,6 +147,11 @@ def parse_position(raw: str | int | None) -> int:
     if not 0 <= value <= MAX_POSITION:
         raise Refusal.invalid_position()
     return value
+
+
+def valid_vehicle_id(value: str | None) -> bool:
+    """A vehicle id is a UUID too."""
+    return valid_command_id(value)
 
 
 def valid_command_id(value: str | None) -> bool:

@@ -12,8 +12,9 @@ held channel and has every subscription re-read the log after its last position,
 so events published during the outage still arrive.
 
 The relay also follows ``Keys.auth_events`` (revocations and deactivations) and
-hands each event to ``on_auth_event``; after a reconnect (pushes may have been
-missed) it calls ``on_reconnected``.
+hands each event to ``on_auth_event``, and ``Keys.presence_events`` (vehicles'
+connection changes) for ``on_presence_event``; after a reconnect (pushes may have
+been missed) it calls ``on_reconnected``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Relay:
         auth_channel: str | None = None,
         on_auth_event: OnAuthEvent | None = None,
         on_reconnected: Callable[[], None] | None = None,
+        presence_channel: str | None = None,
+        on_presence_event: Callable[[str], None] | None = None,
         confirm_timeout_s: float = 5.0,
     ):
         self._client = redis.asyncio.Redis.from_url(
@@ -83,6 +86,8 @@ class Relay:
         self._auth_channel = auth_channel
         self._on_auth_event = on_auth_event
         self._on_reconnected = on_reconnected
+        self._presence_channel = presence_channel
+        self._on_presence_event = on_presence_event
         self._book = ChannelBook()
         self._waiters: dict[Hold, asyncio.Future[None]] = {}
         self._send_wanted = asyncio.Event()
@@ -188,7 +193,9 @@ class Relay:
 
     async def _connect(self, *, resync: bool) -> PubSub:
         pubsub = self._client.pubsub()
-        fixed = [self._control] + ([self._auth_channel] if self._auth_channel else [])
+        fixed = [self._control] + [
+            c for c in (self._auth_channel, self._presence_channel) if c is not None
+        ]
         await pubsub.subscribe(*fixed)
         self._pubsub = pubsub
         held = self._book.reconnected()
@@ -240,6 +247,9 @@ class Relay:
         if kind == "message":
             if channel == self._auth_channel:
                 self._auth_event(message["data"])
+            elif channel == self._presence_channel:
+                if self._on_presence_event is not None:
+                    self._on_presence_event(message["data"])
             else:
                 self._dispatch(channel, message["data"])
         elif kind in ("subscribe", "unsubscribe"):

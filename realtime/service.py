@@ -35,7 +35,15 @@ from realtime.lifetime import Refresh, TokenLifetime
 from realtime.limits import ConnectionCounter
 from realtime.metrics import LiveValues, RealtimeMetrics
 from realtime.outbox import Outbox
-from realtime.refusals import Refusal, as_refusal, parse_position, valid_command_id
+from realtime.presence_feed import PresenceFeed
+from realtime.presence_streams import PresenceStreams
+from realtime.refusals import (
+    Refusal,
+    as_refusal,
+    parse_position,
+    valid_command_id,
+    valid_vehicle_id,
+)
 from realtime.relay import Relay
 from realtime.subscriptions import Subscriptions, protocol_error
 
@@ -62,6 +70,9 @@ class RealtimeService:
         self.streams = Subscriptions(client, self.keys, hub, relay)
         self.streams.connection_of = self.connections_get
         self.streams.on_empty = self._idle_watch
+        self.presence = PresenceStreams(
+            client, self.keys, PresenceFeed(max_buffer=settings.ws_queue_max_events)
+        )
         self.commands = CommandStore(client, self.keys)
         self.audit = AsyncAuditLog(client, self.keys, settings)
         self.connections: dict[str, Connection] = {}
@@ -108,6 +119,31 @@ class RealtimeService:
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
         return self._open(user, claims, transport=transport, command_id=command_id), position
+
+    async def admit_presence(
+        self, *, token: str | None, vehicle_id: str | None, transport: Transport
+    ) -> Connection:
+        """The admission ladder of a presence stream (every vehicle, or ``vehicle_id``):
+        shutting down, token, the vehicle exists, connection limit. Every role may see
+        the fleet's presence, as it may list the fleet over REST."""
+        if self.closing:
+            raise Refusal.going_away()
+        if not token:
+            raise Refusal.missing_token()
+        try:
+            user, claims = await self.authenticate(token)
+            if vehicle_id is not None and not (
+                valid_vehicle_id(vehicle_id) and await self.presence.vehicle_exists(vehicle_id)
+            ):
+                raise Refusal.vehicle_not_found()
+        except Exception as exc:
+            refusal = as_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+        if not self.per_user.acquire(user.user_id):
+            raise Refusal.too_many_connections()
+        return self._open(user, claims, transport=transport, command_id="")
 
     async def authenticate(self, token: str) -> tuple[User, TokenClaims]:
         """The active user behind ``token``; raises ``AuthError`` (or a Redis error)."""
@@ -171,6 +207,7 @@ class RealtimeService:
         if not self.connections:
             self._empty.set()
         self.streams.unsubscribe_all(connection)
+        self.presence.unfollow(connection)
 
     def record_close(self, code: int) -> None:
         self.metrics.closes.labels(str(code)).inc()
@@ -201,8 +238,10 @@ class RealtimeService:
             self._end_session(connection)
 
     def on_relay_reconnected(self) -> None:
-        """Pushes sent while the relay was away are lost: check every connection again."""
+        """Pushes sent while the relay was away are lost: check every connection again,
+        and send presence followers a fresh snapshot."""
         self._spawn(self._recheck_all())
+        self.presence.resnapshot_all()
 
     async def _recheck_all(self) -> None:
         connections = list(self.connections.values())
@@ -244,7 +283,11 @@ class RealtimeService:
         loop = asyncio.get_running_loop()
 
         def check() -> None:
-            if not connection.subscriptions and connection.connection_id in self.connections:
+            if (
+                not connection.subscriptions
+                and connection.connection_id in self.connections
+                and connection.connection_id not in self.presence.feed
+            ):
                 refusal = Refusal.idle()
                 connection.request_close(refusal.close_code, refusal.message)
 

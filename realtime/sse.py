@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import structlog
 from fastapi import Request
@@ -26,7 +27,7 @@ from realtime.connection import Connection, close_when_token_expires
 from realtime.refusals import Refusal, as_refusal
 from realtime.service import RealtimeService
 
-__all__ = ["open_event_stream", "render_refusal", "sse_message"]
+__all__ = ["open_event_stream", "open_presence_stream", "render_refusal", "sse_message"]
 
 log = structlog.get_logger(__name__)
 
@@ -102,21 +103,45 @@ async def open_event_stream(
     async def closed() -> None:
         service.close_connection(connection)
 
-    return _EventStream(_stream(service, connection, position), closed)
+    def follow() -> Coroutine[Any, Any, None]:
+        return service.streams.follow(connection, connection.primary_command_id, position)
+
+    return _EventStream(_stream(service, connection, follow), closed)
+
+
+async def open_presence_stream(
+    service: RealtimeService, request: Request, vehicle_id: str | None
+) -> Response:
+    """``/sse/vehicles[/{vehicle_id}]``: admit, then a presence snapshot and each change."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials.strip() if scheme.lower() == "bearer" else None
+    try:
+        connection = await service.admit_presence(
+            token=token, vehicle_id=vehicle_id, transport="sse"
+        )
+    except Refusal as refused:
+        return render_refusal(refused)
+
+    async def closed() -> None:
+        service.close_connection(connection)
+
+    def follow() -> Coroutine[Any, Any, None]:
+        return service.presence.follow(connection, vehicle_id)
+
+    return _EventStream(_stream(service, connection, follow), closed)
 
 
 async def _stream(
-    service: RealtimeService, connection: Connection, since: int
+    service: RealtimeService,
+    connection: Connection,
+    follow: Callable[[], Coroutine[Any, Any, None]],
 ) -> AsyncIterator[str]:
     keepalive_s = service.settings.ws_ping_interval_s
     lag = service.metrics.send_lag
     # Subscribing runs beside the stream: a long replay waits for the client to read.
     tasks = [
         asyncio.create_task(close_when_token_expires(connection), name="sse-expiry"),
-        asyncio.create_task(
-            service.streams.follow(connection, connection.primary_command_id, since),
-            name="sse-subscribe",
-        ),
+        asyncio.create_task(follow(), name="sse-subscribe"),
     ]
     try:
         yield f"retry: {RETRY_MS}\n\n"

@@ -1,4 +1,5 @@
-"""The WebSocket transport: ``/ws/responses/{command_id}``. I/O only; rules live elsewhere.
+"""The WebSocket transport: ``/ws/responses/{command_id}`` and the presence streams
+``/ws/vehicles[/{vehicle_id}]``. I/O only; rules live elsewhere.
 
 Handshake: accept first (a close before accept reaches browsers only as 1006), then
 ``RealtimeService.admit`` (a ``Refusal`` becomes the close code and reason), subscribe. After
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -30,7 +32,13 @@ from realtime.refusals import Refusal, as_refusal, parse_position, valid_command
 from realtime.service import RealtimeService
 from realtime.subscriptions import protocol_error
 
-__all__ = ["BEARER_PREFIX", "SUBPROTOCOL", "credentials", "serve_websocket"]
+__all__ = [
+    "BEARER_PREFIX",
+    "SUBPROTOCOL",
+    "credentials",
+    "serve_presence_websocket",
+    "serve_websocket",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -78,14 +86,50 @@ async def serve_websocket(websocket: WebSocket, command_id: str, service: Realti
         connection_id=connection.connection_id,
     )
     try:
-        await _run(websocket, service, connection, since)
+        follow = service.streams.follow(connection, connection.primary_command_id, since)
+        await _run(websocket, service, connection, follow)
+    finally:
+        service.close_connection(connection)
+        log.info("ws_closed", code=int(connection.close_code))
+
+
+async def serve_presence_websocket(
+    websocket: WebSocket, vehicle_id: str | None, service: RealtimeService
+) -> None:
+    """Follow the presence of every vehicle (or one): a snapshot, then each change. The
+    client actions are those of a command stream (ping, refresh, subscribe...)."""
+    token, subprotocol = credentials(
+        websocket.query_params.get("token"), websocket.scope.get("subprotocols", [])
+    )
+    await websocket.accept(subprotocol=subprotocol)
+    try:
+        connection = await service.admit_presence(
+            token=token, vehicle_id=vehicle_id, transport="websocket"
+        )
+    except Refusal as refusal:
+        await _refuse(websocket, service, refusal)
+        return
+    except Exception:
+        log.exception("ws_admission_failed")
+        await _refuse(websocket, service, Refusal.internal())
+        return
+    structlog.contextvars.bind_contextvars(
+        user_id=connection.user.user_id,
+        vehicle_id=vehicle_id or "*",
+        connection_id=connection.connection_id,
+    )
+    try:
+        await _run(websocket, service, connection, service.presence.follow(connection, vehicle_id))
     finally:
         service.close_connection(connection)
         log.info("ws_closed", code=int(connection.close_code))
 
 
 async def _run(
-    websocket: WebSocket, service: RealtimeService, connection: Connection, since: int
+    websocket: WebSocket,
+    service: RealtimeService,
+    connection: Connection,
+    follow: Coroutine[Any, Any, None],
 ) -> None:
     writer = asyncio.create_task(_write(websocket, service, connection), name="ws-writer")
     tasks: set[asyncio.Task[object]] = {
@@ -95,10 +139,7 @@ async def _run(
         asyncio.create_task(connection.close_requested.wait(), name="ws-closer"),
     }
     # Subscribing runs beside the writer: a long replay waits for the client to read.
-    subscriber = asyncio.create_task(
-        service.streams.follow(connection, connection.primary_command_id, since),
-        name="ws-subscribe",
-    )
+    subscriber = asyncio.create_task(follow, name="ws-subscribe")
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if connection.close_requested.is_set():

@@ -14,6 +14,7 @@ from workers.actors import declare_actors
 from workers.background import BackgroundDuties
 from workers.connector import VehicleConnector
 from workers.middleware import LogContext
+from workers.offline import OfflineCommands
 from workers.runtime import Runtime, build_runtime
 
 __all__ = ["WorkerParts", "build_worker"]
@@ -27,6 +28,7 @@ class WorkerParts:
     runtime: Runtime
     actors: dict[str, dramatiq.Actor[Any, None]]
     duties: BackgroundDuties
+    offline: OfflineCommands
 
     def close(self) -> None:
         self.broker.close()
@@ -35,19 +37,23 @@ class WorkerParts:
 
 def build_worker(settings: Settings, *, connector: VehicleConnector | None = None) -> WorkerParts:
     """The broker with every middleware (Dramatiq's defaults, the current message, log
-    context, background duties, Prometheus when enabled), the runtime and the actors
-    declared on that broker. The worker entry point and the tests both use it; a
-    ``dramatiq.Worker(parts.broker, ...)`` then runs it."""
+    context, background duties, the offline-commands follower, Prometheus when enabled),
+    the runtime and the actors declared on that broker. The worker entry point and the
+    tests both use it; a ``dramatiq.Worker(parts.broker, ...)`` then runs it."""
     broker = build_broker(settings)
     runtime = build_runtime(settings, connector=connector)
     duties = BackgroundDuties(runtime)
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
     broker.add_middleware(duties)
+    offline = OfflineCommands(runtime)
+    broker.add_middleware(offline)
     if settings.worker_metrics:
         # Dramatiq's exporter: port and data folder from dramatiq_prom_port / dramatiq_prom_db.
         from dramatiq.middleware.prometheus import Prometheus
 
         broker.add_middleware(Prometheus())
     actors = declare_actors(broker, runtime)
-    return WorkerParts(broker=broker, runtime=runtime, actors=actors, duties=duties)
+    return WorkerParts(
+        broker=broker, runtime=runtime, actors=actors, duties=duties, offline=offline
+    )

@@ -68,6 +68,7 @@ def preflight(
     actor_command: str,
     vehicle_exists: bool,
     now: datetime,
+    vehicle_connected: bool = True,
 ) -> Run | Skip | Finish:
     """Decide what a delivery of ``command`` to the ``actor_command`` actor does."""
     if command is None:
@@ -85,6 +86,9 @@ def preflight(
     if not vehicle_exists:
         message = f"Vehicle {command.vehicle_id} no longer exists"
         return Finish(CommandStatus.FAILED, message, "vehicle_not_found")
+    if not vehicle_connected:
+        message = f"Vehicle {command.vehicle_id} is offline; the command was ended"
+        return Finish(CommandStatus.FAILED, message, "vehicle_offline")
     return Run()
 
 

@@ -24,11 +24,11 @@ import structlog
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from common.audit import AuditAction
-from common.commands import RETRYING, CommandRecord, CommandStatus
+from common.commands import RETRYING, TERMINAL_STATUSES, CommandRecord, CommandStatus
 from common.events import ErrorEvent, Response, ResponseEvent, StatusEvent
 from common.keys import Fields
 from common.timeutil import isoformat, utcnow
-from common.vehicles import Vehicle
+from common.vehicles import ConnectionStatus, Vehicle
 from workers.connector import (
     ConnectorError,
     DiagnosticRequest,
@@ -55,7 +55,8 @@ CANCEL_FLAG_MAX_AGE_S = 0.05
 
 
 class CancelFlag:
-    """The command's ``cancel_requested`` flag, read at most every ``max_age_s``."""
+    """The command's ``cancel_requested`` flag (and whether it ended), read at most every
+    ``max_age_s``."""
 
     def __init__(self, runtime: Runtime, command_id: str, *, max_age_s: float) -> None:
         self._runtime = runtime
@@ -69,10 +70,16 @@ class CancelFlag:
         self._read_at = time.monotonic()
 
     def __call__(self) -> bool:
+        """True once a cancel was asked, or the command ended elsewhere (its vehicle went
+        offline, the deadline sweep): the exchange then stops."""
         if not self._value and time.monotonic() - self._read_at > self._max_age_s:
-            self.update(
-                cast(str | None, self._runtime.client.hget(self._key, Fields.CANCEL_REQUESTED))
+            flag, status = cast(
+                list[str | None],
+                self._runtime.client.hmget(self._key, [Fields.CANCEL_REQUESTED, Fields.STATUS]),
             )
+            self.update(flag)
+            if status in TERMINAL_STATUSES:
+                self._value = True
         return self._value
 
 
@@ -113,8 +120,14 @@ def execute_command(
     """
     command, raw_vehicle = _load(runtime, command_id, vehicle_id)
     now = utcnow()
+    vehicle = Vehicle.model_validate_json(raw_vehicle) if raw_vehicle is not None else None
     decision = preflight(
-        command, actor_command=command_name, vehicle_exists=raw_vehicle is not None, now=now
+        command,
+        actor_command=command_name,
+        vehicle_exists=vehicle is not None,
+        now=now,
+        vehicle_connected=vehicle is not None
+        and vehicle.connection_status == ConnectionStatus.CONNECTED,
     )
     if isinstance(decision, Skip):
         if command is None:
@@ -126,7 +139,7 @@ def execute_command(
     if isinstance(decision, Finish):
         return finish(runtime, command_id, decision.status, decision.message, decision.code,
                       command=command)  # fmt: skip
-    assert raw_vehicle is not None  # preflight ends a command whose vehicle is gone
+    assert vehicle is not None  # preflight ends a command whose vehicle is gone
     policy = runtime.policies[command_name]
     attempt = _start(runtime, command, now, retries)
     limit_s = policy.time_limit_ms / 1000
@@ -137,7 +150,7 @@ def execute_command(
         command_id=command_id,
         command_name=command_name,
         params=command.command_params,
-        vehicle=Vehicle.model_validate_json(raw_vehicle),
+        vehicle=vehicle,
         deadline=time.monotonic() + limit_s,
         cancelled=cancelled,
     )

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
+from api.app import create_app
 from common.registry import MAX_METADATA_BYTES
 from common.settings import Settings
 from common.vehicles import ConnectionStatus
@@ -186,3 +188,15 @@ def test_delete_of_an_unknown_vehicle_is_404(api: TestClient) -> None:
         "/api/v1/vehicles/00000000-0000-4000-8000-000000000000", headers=login(api, "admin")
     )
     assert response.status_code == 404
+
+
+def test_production_starts_with_an_empty_fleet_and_says_how_to_fill_it(
+    settings: Settings,
+) -> None:
+    production = settings.model_copy(update={"env": "production"})
+    with capture_logs() as logs, TestClient(create_app(production)) as client:
+        assert client.get("/health/live").status_code == 200
+    empty = [entry for entry in logs if entry["event"] == "fleet_empty"]
+    assert len(empty) == 1
+    assert "POST /api/v1/vehicles" in empty[0]["hint"]
+    assert "sovd-admin import-fleet" in empty[0]["hint"]

@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 from common.commands import CommandStatus
 from common.events import StatusEvent
 from common.keys import Keys
+from common.settings import Settings
 from common.timeutil import utcnow
 from common.vehicles import ConnectionStatus
-from tests.component.conftest import login, vehicle
+from tests.component.conftest import login, report_presence, vehicle
 from tests.support import wait_for
 from workers import runtime
 from workers.build import WorkerParts
@@ -107,7 +108,7 @@ def test_an_unknown_data_identifier_is_a_negative_response_then_error_then_faile
 
 
 def test_a_vehicle_that_went_offline_after_submit_fails_with_a_clear_error(
-    api: TestClient, sync_redis: redis.Redis, keys: Keys, rt: runtime.Runtime
+    api: TestClient, sync_redis: redis.Redis, keys: Keys, rt: runtime.Runtime, settings: Settings
 ) -> None:
     target = vehicle()
     response = api.post(
@@ -120,15 +121,17 @@ def test_a_vehicle_that_went_offline_after_submit_fails_with_a_clear_error(
         },
     )
     command_id = response.json()["command_id"]
-    offline = target.model_copy(update={"connection_status": ConnectionStatus.DISCONNECTED})
-    sync_redis.set(keys.vehicle(target.vehicle_id), offline.model_dump_json())
+    report_presence(settings, target.vehicle_id, ConnectionStatus.DISCONNECTED)
     assert execute_command(rt, command_id, command_name="ReadDTC") == CommandStatus.FAILED
     entries = sync_redis.xrange(keys.command_events(command_id))
     events = [json.loads(fields["event"]) for _, fields in entries]
-    assert [e["event"] for e in events] == ["status", "error", "status"]
-    assert events[1]["error_message"].startswith(f"Vehicle {target.vin} is not connected")
-    assert events[1]["error_code"] == "vehicle_unavailable"
-    assert [e["status"] for e in events if e["event"] == "status"] == ["in_progress", "failed"]
+    # Never started: the pre-flight ends it before any exchange.
+    assert [e["event"] for e in events] == ["error", "status"]
+    assert events[0]["error_message"] == (
+        f"Vehicle {target.vehicle_id} is offline; the command was ended"
+    )
+    assert events[0]["error_code"] == "vehicle_offline"
+    assert events[1]["status"] == "failed"
 
 
 def test_executing_a_command_again_adds_no_event(

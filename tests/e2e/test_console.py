@@ -4,9 +4,11 @@ at /usr/bin/chromium (``apt-get install chromium``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from playwright.sync_api import Browser, Locator, Page, WebSocketRoute, expect, 
 
 from common.fleet import demo_fleet
 from common.keys import Keys
+from common.presence import Presence
+from common.redis_client import async_client
 from common.vehicles import ConnectionStatus, Vehicle
 from tests.conftest import TEST_JWT_SECRET
 from tests.support import ROOT, Stack, running_stack, timeout
@@ -45,6 +49,10 @@ CONNECTED = [v for v in demo_fleet() if v.connection_status == ConnectionStatus.
 OFFLINE_VEHICLE = next(
     v for v in demo_fleet() if v.connection_status == ConnectionStatus.DISCONNECTED
 )
+#: Not simulated and not used by the other tests: reported online and offline by one test.
+PRESENCE_VEHICLE = [
+    v for v in demo_fleet() if v.connection_status == ConnectionStatus.DISCONNECTED
+][1]
 #: One vehicle per test that submits, so per-vehicle admission never refuses a test's command.
 READ_VEHICLE, RELOAD_VEHICLE, FORM_VEHICLE, CLEAR_VEHICLE, DROP_VEHICLE, CANCEL_VEHICLE = CONNECTED[
     :6
@@ -387,7 +395,7 @@ def test_an_offline_vehicle_refusal_links_to_the_rejected_command_and_history_fi
     page.locator("#send-command").click()
     refusal = page.locator("#command-form-error")
     expect(refusal).to_contain_text("Vehicle offline")
-    expect(refusal).to_contain_text("Last seen")
+    expect(refusal).to_contain_text("It has never reported since it was registered.")
     refusal.get_by_role("link", name="Open the rejected command").click()
     expect(page.locator("#command-status")).to_have_attribute("data-status", "rejected")
     expect(page.locator("#stream-state")).to_have_attribute("data-state", "ended")
@@ -422,6 +430,46 @@ def test_only_admins_see_the_audit_trail(console_stack: Stack, page: Page) -> No
     expect(rows.first.locator("th")).to_have_text("logout")
     expect(rows.first).to_contain_text("engineer")
     screenshot(page, "console-audit.png")
+
+
+def report_presence(stack: Stack, vehicle: Vehicle, status: ConnectionStatus) -> None:
+    """The vehicle reports presence (as a transport would, through common.presence)."""
+
+    async def go() -> None:
+        client = async_client(stack.settings.effective_redis_url)
+        try:
+            presence = Presence(client, Keys(stack.settings.key_prefix), stack.settings)
+            if status == ConnectionStatus.CONNECTED:
+                await presence.connected(vehicle.vehicle_id)
+            else:
+                await presence.disconnected(vehicle.vehicle_id, reason="clean_disconnect")
+        finally:
+            await client.aclose()
+
+    # Playwright's sync API runs an event loop in this thread: report from another one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(go())).result()
+
+
+def test_the_vehicle_list_and_page_follow_presence_live_without_a_reload(
+    console_stack: Stack, page: Page
+) -> None:
+    sign_in(page, console_stack, "viewer")
+    row = page.locator(f'#vehicle-table tr[data-vehicle-id="{PRESENCE_VEHICLE.vehicle_id}"]')
+    expect(row.locator("[data-connection]")).to_have_attribute("data-connection", "disconnected")
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    try:
+        report_presence(console_stack, PRESENCE_VEHICLE, ConnectionStatus.CONNECTED)
+        expect(row.locator("[data-connection]")).to_have_attribute("data-connection", "connected")
+        expect(row.locator(".seen")).to_contain_text("just now")
+        row.get_by_role("link", name=PRESENCE_VEHICLE.vin).click()
+        badge = page.locator("#vehicle-connection [data-connection]")
+        expect(badge).to_have_attribute("data-connection", "connected")
+        report_presence(console_stack, PRESENCE_VEHICLE, ConnectionStatus.DISCONNECTED)
+        expect(badge).to_have_attribute("data-connection", "disconnected")
+        assert page.evaluate("window.__sameDocument") is True
+    finally:
+        report_presence(console_stack, PRESENCE_VEHICLE, ConnectionStatus.DISCONNECTED)
 
 
 def test_the_processes_logged_no_error_and_no_token(console_stack: Stack) -> None:

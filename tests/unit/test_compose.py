@@ -290,6 +290,8 @@ def test_the_edge_routes_api_paths_to_the_api_and_websockets_to_realtime() -> No
     for path in ("/api/", "/docs", "/openapi.json", "/health/"):
         assert _proxied_to(path) == f"api:{API_PORT}", path
     assert _proxied_to("/ws/") == f"realtime:{REALTIME_PORT}"
+    assert _proxied_to("/sse/") == f"realtime:{REALTIME_PORT}"
+    assert _location("/sse/").one("proxy_buffering").args == ["off"]
 
 
 def test_the_edge_upgrades_websockets_without_buffering_or_short_timeouts() -> None:

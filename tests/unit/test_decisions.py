@@ -119,3 +119,12 @@ def test_no_retry_when_the_error_the_policy_or_the_deadline_forbids_it(
     assert (
         retry_plan(error, policy(**rules), retries=retries, deadline_at=deadline, now=NOW) is None
     )
+
+
+def test_preflight_ends_a_command_whose_vehicle_is_offline() -> None:
+    decision = preflight(
+        command(), actor_command="ReadDTC", vehicle_exists=True, now=NOW, vehicle_connected=False
+    )
+    assert decision == Finish(
+        CommandStatus.FAILED, "Vehicle v is offline; the command was ended", "vehicle_offline"
+    )

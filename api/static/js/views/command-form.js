@@ -217,6 +217,7 @@ export function commandForm({ vehicle, catalog, user, onSubmitted }) {
         parts.push(" ", h("a", { href: `#/commands/${blocking}` }, "Open the blocking command"), ".");
       }
       if (lastSeen) parts.push(` Last seen ${new Date(lastSeen).toLocaleString()}.`);
+      else if (!blocking) parts.push(" It has never reported since it was registered.");
       if (rejected) parts.push(" ", h("a", { href: `#/commands/${rejected}` }, "Open the rejected command"), ".");
       replace(formError, messageBox("error", ...parts));
       return;

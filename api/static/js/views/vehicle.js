@@ -2,26 +2,42 @@
 
 import { connectionBadge, errorBox, facts, h, messageBox, relativeAge, replace, time } from "../dom.js";
 import { api } from "../http.js";
+import { PresenceStream } from "../presence.js";
 import { commandsTable } from "../render/commands.js";
 import { commandForm } from "./command-form.js";
 import { rememberSubmission } from "./command.js";
 
 const RECENT_LIMIT = 5;
 
-export async function vehicleView(root, { params, user, navigate }) {
+export async function vehicleView(root, { params, user, navigate, isCurrent }) {
   const [vehicleId] = params;
   const [vehicle, catalog] = await Promise.all([
     api(`/api/v1/vehicles/${vehicleId}`).then((r) => r.data),
     api("/api/v1/command-types").then((r) => r.data),
   ]);
   const ecus = vehicle.metadata?.ecus ?? [];
+  // Live from the presence stream: the badge, last-seen time and offline warning follow it.
+  const connection = h("span", { id: "vehicle-connection" }, connectionBadge(vehicle.connection_status));
+  const lastSeen = h("span", { id: "vehicle-last-seen" });
+  const offline = h("div", { id: "vehicle-offline" });
+  function showPresence(status, seen) {
+    replace(connection, connectionBadge(status));
+    replace(lastSeen, time(seen), ` (${relativeAge(seen)})`);
+    replace(
+      offline,
+      status === "connected" || user.role === "viewer"
+        ? []
+        : messageBox("warning", h("strong", {}, "Offline: "), "this vehicle is not connected; the service will reject commands for it."),
+    );
+  }
+  showPresence(vehicle.connection_status, vehicle.last_seen_at);
   const details = h(
     "section",
     { class: "panel", "aria-labelledby": "vehicle-facts-title" },
     h("h2", { id: "vehicle-facts-title" }, "Vehicle"),
     facts([
-      ["Connection", connectionBadge(vehicle.connection_status)],
-      ["Last seen", h("span", {}, time(vehicle.last_seen_at), ` (${relativeAge(vehicle.last_seen_at)})`)],
+      ["Connection", connection],
+      ["Last seen", lastSeen],
       ["Make and model", `${vehicle.make} ${vehicle.model} (${vehicle.year})`],
       ["Powertrain", vehicle.metadata?.powertrain ?? "—"],
       ["Vehicle id", h("span", { class: "mono" }, vehicle.vehicle_id)],
@@ -44,11 +60,7 @@ export async function vehicleView(root, { params, user, navigate }) {
       messageBox("info", "Viewers can follow vehicles and commands but cannot send commands."),
     );
   } else {
-    if (vehicle.connection_status !== "connected") {
-      formPanel.append(
-        messageBox("warning", h("strong", {}, "Offline: "), "this vehicle is not connected; the service will reject commands for it."),
-      );
-    }
+    formPanel.append(offline);
     formPanel.append(
       commandForm({
         vehicle,
@@ -62,6 +74,12 @@ export async function vehicleView(root, { params, user, navigate }) {
     );
   }
 
+  const stream = new PresenceStream({
+    vehicleId: vehicle.vehicle_id,
+    onPresence: (change) => {
+      if (change.vehicle_id === vehicle.vehicle_id) showPresence(change.connection_status, change.last_seen_at);
+    },
+  });
   const recent = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
   replace(
     root,
@@ -90,4 +108,7 @@ export async function vehicleView(root, { params, user, navigate }) {
   } catch (error) {
     replace(recent, errorBox(error));
   }
+  if (!isCurrent()) return null; // left meanwhile: nothing to clean up later
+  stream.start();
+  return () => stream.stop();
 }

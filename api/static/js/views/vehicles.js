@@ -1,7 +1,8 @@
-// The fleet: connection status, search by VIN, filter by status.
+// The fleet: connection status (live, from the presence stream), search by VIN, filter by status.
 
 import { connectionBadge, errorBox, h, relativeAge, replace, time } from "../dom.js";
 import { api } from "../http.js";
+import { PresenceStream } from "../presence.js";
 
 /** Wait this long after the last keystroke before searching (ms). */
 const SEARCH_DEBOUNCE_MS = 250;
@@ -54,6 +55,16 @@ export async function vehiclesView(root, { query, isCurrent }) {
     results,
   );
 
+  // The latest presence heard per vehicle: applied to the rows shown, now and after a reload.
+  const presence = new Map();
+  const stream = new PresenceStream({
+    onPresence: (change) => {
+      presence.set(change.vehicle_id, change);
+      const row = results.querySelector(`tr[data-vehicle-id="${CSS.escape(change.vehicle_id)}"]`);
+      if (row) showPresence(row, change);
+    },
+  });
+
   let timer = null;
   let request = 0;
   async function load() {
@@ -66,7 +77,7 @@ export async function vehiclesView(root, { query, isCurrent }) {
       const { data } = await api("/api/v1/vehicles", { query: { ...params, limit: 500 } });
       if (mine !== request || !isCurrent()) return;
       summary.textContent = `${data.length} vehicle${data.length === 1 ? "" : "s"} shown.`;
-      replace(results, data.length ? table(data) : h("p", {}, "No vehicle matches."));
+      replace(results, data.length ? table(data.map((v) => ({ ...v, ...presenceOf(presence, v) }))) : h("p", {}, "No vehicle matches."));
     } catch (error) {
       if (mine === request && isCurrent()) replace(results, errorBox(error));
     } finally {
@@ -79,7 +90,22 @@ export async function vehiclesView(root, { query, isCurrent }) {
   });
   status.addEventListener("change", load);
   await load();
-  return () => clearTimeout(timer);
+  if (isCurrent()) stream.start();
+  return () => {
+    clearTimeout(timer);
+    stream.stop();
+  };
+}
+
+function presenceOf(presence, vehicle) {
+  const heard = presence.get(vehicle.vehicle_id);
+  return heard ? { connection_status: heard.connection_status, last_seen_at: heard.last_seen_at } : {};
+}
+
+/** Update one row's connection and last-seen cells in place. */
+function showPresence(row, { connection_status: status, last_seen_at: seen }) {
+  replace(row.querySelector(".conn"), connectionBadge(status));
+  replace(row.querySelector(".seen"), time(seen), h("span", { class: "muted" }, ` (${relativeAge(seen)})`));
 }
 
 function table(vehicles) {
@@ -91,8 +117,8 @@ function table(vehicles) {
         { dataset: { vehicleId: vehicle.vehicle_id, vin: vehicle.vin } },
         h("th", { scope: "row" }, h("a", { href: `#/vehicles/${vehicle.vehicle_id}`, class: "mono" }, vehicle.vin)),
         h("td", {}, `${vehicle.make} ${vehicle.model}`, h("span", { class: "muted" }, ` ${vehicle.year}`)),
-        h("td", {}, connectionBadge(vehicle.connection_status)),
-        h("td", {}, time(vehicle.last_seen_at), h("span", { class: "muted" }, ` (${relativeAge(vehicle.last_seen_at)})`)),
+        h("td", { class: "conn" }, connectionBadge(vehicle.connection_status)),
+        h("td", { class: "seen" }, time(vehicle.last_seen_at), h("span", { class: "muted" }, ` (${relativeAge(vehicle.last_seen_at)})`)),
       ),
     );
   }
