@@ -1,4 +1,4 @@
-"""An example of a car's own software behind the agent (docs/vehicles.md, "Connecting a car over MQTT").
+"""An example of a car's own software behind the agent (docs/vehicles.md, MQTT).
 
 Run it with::
 

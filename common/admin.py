@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from common.audit import AsyncAuditLog
 from common import mqtt_admin
+from common.audit import AsyncAuditLog
 from common.fleet import DEMO_USERS, seed_demo
 from common.fleet_io import Format, ImportReport, dump_fleet, import_fleet
 from common.keys import Keys
