@@ -33,7 +33,9 @@ def new_client(
     will: tuple[str, bytes] | None = None,
 ) -> mqtt.Client:
     """A client that reconnects by itself (paho's loop); ``will`` is a retained QoS 1
-    last will ``(topic, payload)``. Call ``connect_async`` then ``loop_start``."""
+    last will ``(topic, payload)``, which with MQTT 5 the broker holds back for
+    ``SOVD_MQTT_OFFLINE_GRACE_S`` (a vehicle back within it never went offline). Call
+    ``connect_async`` then ``loop_start`` (or hand the client to ``agent.io_loop``)."""
     v5 = is_v5(settings)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -47,7 +49,11 @@ def new_client(
     client.reconnect_delay_set(*RECONNECT_DELAY_S)
     client.max_queued_messages_set(10_000)
     if will is not None:
-        client.will_set(will[0], will[1], qos=1, retain=True)
+        will_properties = None
+        if v5 and settings.mqtt_offline_grace_s > 0:
+            will_properties = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+            will_properties.WillDelayInterval = int(settings.mqtt_offline_grace_s + 0.999)
+        client.will_set(will[0], will[1], qos=1, retain=True, properties=will_properties)
     client.on_socket_open = no_delay
     return client
 

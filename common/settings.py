@@ -177,8 +177,10 @@ class Settings(BaseSettings):
     #: How long the broker keeps a disconnected client's session (subscriptions and
     #: queued QoS 1 messages), so a reconnect within it loses nothing.
     mqtt_session_expiry_s: int = Field(default=300, ge=0)
-    #: A vehicle whose last will arrives mid-exchange has this long to come back (the
-    #: exchange then resumes) before the exchange fails; a clean disconnect fails at once.
+    #: How long a vehicle's link may drop before it counts as gone: agent-run vehicles
+    #: ask the broker to hold their last will this long (MQTT 5 will delay), and an
+    #: exchange whose vehicle's last will arrives waits this long for it to come back
+    #: (then resumes) before failing; a clean disconnect fails at once.
     mqtt_offline_grace_s: float = Field(default=3.0, ge=0)
     #: Simulated vehicles (``python -m agent``) send a heartbeat this often.
     mqtt_heartbeat_interval_s: float = Field(default=10.0, gt=0)

@@ -144,9 +144,40 @@ def test_agent_killed_mid_command_fails_it_clearly_and_the_vehicle_goes_offline(
     assert events[-1]["status"] == "failed"
     errors = [e for e in events if e["event"] == "error"]
     assert len(errors) == 1
-    assert "is not connected" in errors[0]["error_message"]
+    assert errors[0]["error_code"] == "vehicle_offline"
+    assert f"Vehicle {CAR.vin} went offline (last_will)" in errors[0]["error_message"]
     assert vehicle(stack, token)["connection_status"] == "disconnected"
     mqtt.start("agent", "agent")
+
+
+def test_broker_restart_mid_command_ends_it_once_without_duplicate_responses(
+    mqtt: Mqtt, sync_redis: redis.Redis
+) -> None:
+    stack = mqtt.stack
+    token = login(stack)["access_token"]
+    wait_for(lambda: vehicle(stack, token)["connection_status"] == "connected", timeout_s=30,
+             what="the agent's vehicle to come online")  # fmt: skip
+    SimulatedFleet(sync_redis, Keys(stack.settings.key_prefix)).inject_fault(
+        CAR.vehicle_id, "slow:1"
+    )
+    command = submit(stack, token, "ReadDTC", {"ecuAddress": "0x10"})
+    with connect(f"{command['websocket_url']}?token={token}", open_timeout=timeout(5)) as client:
+        events: list[dict[str, Any]] = []
+        while not any(e["event"] == "response" for e in events):
+            events.append(json.loads(client.recv(timeout=timeout(10))))
+        mqtt.broker.halt()
+        mqtt.broker.start()
+        events += until_terminal_after(client)
+    statuses = [e["status"] for e in events if e["event"] == "status"]
+    assert statuses[-1] in ("completed", "failed")
+    assert len([s for s in statuses if s in ("completed", "failed")]) == 1
+    numbers = [e["sequence_number"] for e in events if e["event"] == "response"]
+    assert numbers == list(range(1, len(numbers) + 1))  # each part once, in order
+    stored = httpx.get(
+        f"{stack.api_url}/api/v1/commands/{command['command_id']}/responses",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    assert [r["sequence_number"] for r in stored] == numbers
 
 
 def until_terminal_after(client: Any) -> list[dict[str, Any]]:
