@@ -4,6 +4,7 @@
 #   worker         dramatiq workers.main:setup --skip-logging ...
 #   admin          sovd-admin create-user NAME --role admin --password-stdin
 #   bridge, agent  python -m workers.vehicle_bridge, python -m agent (MQTT vehicles)
+#   gateway        python -m gateway  (the test gRPC vehicle gateway, docs/grpc.md)
 # Only the runtime dependencies from pyproject.toml are installed, no test or lint groups.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -24,6 +25,7 @@ COPY realtime ./realtime
 COPY workers ./workers
 COPY cli ./cli
 COPY agent ./agent
+COPY gateway ./gateway
 RUN pip install .
 
 FROM ${PYTHON_IMAGE}

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from redis.exceptions import RedisError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.console import install_console
@@ -22,10 +24,13 @@ from api.presence import PresenceDuties
 from api.routes import audit, auth, command_types, commands, health, vehicles
 from api.state import AppState
 from common.audit import AuditAction
+from common.audit import backfill_indexes as backfill_audit_indexes
 from common.broker import build_broker
 from common.errors import ForbiddenError
 from common.fleet import seed_demo
+from common.history import backfill_indexes
 from common.http_errors import error_response, install_error_handlers
+from common.keys import Keys
 from common.redis_client import async_client
 from common.request_id import RequestIdMiddleware
 from common.retention import RetentionSweeper
@@ -56,6 +61,9 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.retention_sweep_interval_s,
         )
         retention.start()
+        backfill = asyncio.create_task(
+            _backfill_indexes(client, state.keys, settings), name="backfill"
+        )
         presence = PresenceDuties(settings, state.presence, state.vehicles)
         await presence.start()
         await _announce_fleet(state)
@@ -63,9 +71,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            auth_events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await auth_events
+            for task in (auth_events, backfill):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await retention.stop()
             await presence.stop()
             await broker.aclose_async()
@@ -137,3 +146,16 @@ async def _audited_forbidden(request: Request, exc: Exception) -> Response:
         **client_info(request),
     )
     return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+
+async def _backfill_indexes(client: Any, keys: Keys, settings: Settings) -> None:
+    """Index commands and audit entries stored by an earlier version (once per store);
+    Redis away: at the next start."""
+    try:
+        commands = await backfill_indexes(client, keys)
+        entries = await backfill_audit_indexes(client, keys, settings)
+    except (OSError, RedisError) as exc:
+        log.warning("index_backfill_failed", error=repr(exc))
+        return
+    if commands is not None or entries is not None:
+        log.info("indexes_backfilled", commands=commands, audit_entries=entries)

@@ -244,6 +244,8 @@ async def _admit(
             keys.commands_by_user(command.user_id),
             keys.commands_by_vehicle(command.vehicle_id),
             keys.deadlines,
+            keys.commands_by_status(CommandStatus.PENDING),
+            keys.commands_by_type(command.command_name),
         ],
         args=argv,
     )

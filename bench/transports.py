@@ -13,12 +13,14 @@ Transports (``TRANSPORTS``; one function each, add one to compare another):
 
 - ``simulator``: the in-worker simulated fleet (the baseline);
 - ``mqtt``: a private Mosquitto with an account per vehicle and the ACL, the vehicle
-  bridge, and ONE agent process holding every vehicle as its own MQTT client.
+  bridge, and ONE agent process holding every vehicle as its own MQTT client;
+- ``grpc``: the test gRPC gateway over the same simulator (bench/grpc_transport.py
+  measures the gRPC connector alone as well).
 
 Simulator delays are zero on both, so the numbers are the transports' own cost.
 
     .venv/bin/python -m bench.transports [--vehicles 1000] [--commands 200] \\
-        [--clients 8] [--duration 20] [--transports simulator mqtt]
+        [--clients 8] [--duration 20] [--transports simulator mqtt grpc]
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from common.settings import Settings
 from common.vehicles import ConnectionStatus, Vehicle, VehicleStore
 from common.vin import with_check_digit
 from tests.mqtt_support import MosquittoServer
-from tests.support import ROOT, RedisServer, Stack, running_stack, wait_for
+from tests.support import ROOT, RedisServer, Stack, free_port, running_stack, wait_for
 
 SECRET = "bench-secret-that-is-long-enough-0123456789abcdef"  # noqa: S105 - private bench stack
 TERMINAL = {"completed", "failed", "timeout", "cancelled", "rejected"}
@@ -176,7 +178,26 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-TRANSPORTS: dict[str, Transport] = {"simulator": simulator, "mqtt": mqtt}
+@contextlib.contextmanager
+def grpc(
+    server: RedisServer, logs: Path, vehicles: list[Vehicle]
+) -> Iterator[tuple[Stack, dict[str, str]]]:
+    """The test gRPC gateway (``python -m gateway``, docs/grpc.md), which also reports
+    the simulated vehicles' presence."""
+    from tests.grpc_support import gateway_process
+
+    port = free_port()
+    env = {**BASE_ENV, "SOVD_CONNECTOR": "grpc", "SOVD_GRPC_TARGET": f"127.0.0.1:{port}"}
+    with running_stack(server.url, logs, jwt_secret=SECRET, worker_threads=8,
+                       env=env) as stack:  # fmt: skip
+        register(stack.settings, vehicles)
+        with gateway_process(stack.env, logs / "gateway.log", port=port):
+            wait_for(lambda: connected_count(stack.settings, vehicles) == len(vehicles),
+                     timeout_s=60, what="the gateway's vehicles online")  # fmt: skip
+            yield stack, {}
+
+
+TRANSPORTS: dict[str, Transport] = {"simulator": simulator, "mqtt": mqtt, "grpc": grpc}
 
 
 # -- workloads --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The audit trail: an append-only Redis Stream of who did what to which vehicle.
 
-Entries are never changed; the stream is trimmed to about ``SOVD_AUDIT_MAX_ENTRIES``
-(approximate: Redis trims whole nodes) and to exactly ``SOVD_AUDIT_RETENTION_DAYS``.
+Entries are never changed. Each write trims entries past ``SOVD_AUDIT_MAX_ENTRIES`` or
+older than ``SOVD_AUDIT_RETENTION_DAYS`` (a bounded number per write; queries never show
+an expired one), with their index entries: every filterable field (user, vehicle,
+command, action) has a sorted-set index, so queries read indexes, never the stream.
 Entry ids carry the writer's clock, so an entry's time and the retention agree.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -22,7 +25,9 @@ from common.lua import lua_script
 from common.settings import Settings
 from common.timeutil import epoch_ms
 
-__all__ = ["AsyncAuditLog", "AuditAction", "AuditEntry", "AuditLog", "AuditQuery"]
+__all__ = [
+    "AsyncAuditLog", "AuditAction", "AuditEntry", "AuditLog", "AuditQuery", "backfill_indexes",
+]  # fmt: skip
 
 
 class AuditAction(StrEnum):
@@ -99,14 +104,21 @@ def _entry(entry_id: str, fields: dict[str, str]) -> AuditEntry:
 _RECORD_SCRIPT = lua_script("audit_record")
 
 
+#: The fields an audit query filters on, each with an index (``Keys.audit_index``).
+INDEXED_FIELDS = ("user_id", "vehicle_id", "command_id", "action")
+
+
 def _record_args(
-    settings: Settings, action: AuditAction, outcome: str, values: dict[str, Any]
+    keys: Keys, settings: Settings, action: AuditAction, outcome: str, values: dict[str, Any]
 ) -> list[str]:
     now_ms = int(time.time() * 1000)
     args = [
         str(now_ms),
         str(settings.audit_max_entries),
         _trim_minid(settings.audit_retention_days),
+        keys.audit_index_prefix,
+        str(settings.audit_retention_days * 86400),
+        " ".join(INDEXED_FIELDS),
     ]
     for name, value in _fields(action, outcome, values).items():
         args += [name, value]
@@ -117,18 +129,20 @@ class AuditLog:
     """Writer for worker threads."""
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self._keys = keys
         self._key = keys.audit
         self._settings = settings
         self._record = _RECORD_SCRIPT.register(client)
 
     def record(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> None:
-        self._record(keys=[self._key], args=_record_args(self._settings, action, outcome, values))
+        args = _record_args(self._keys, self._settings, action, outcome, values)
+        self._record(keys=[self._key], args=args)
 
     def queue(
         self, pipe: Any, action: AuditAction, *, outcome: str = "success", **values: Any
     ) -> None:
         """Queue ``record`` on ``pipe`` (written when the pipeline executes)."""
-        args = _record_args(self._settings, action, outcome, values)
+        args = _record_args(self._keys, self._settings, action, outcome, values)
         _RECORD_SCRIPT.queue(pipe, [self._key], args)
 
 
@@ -137,12 +151,14 @@ class AsyncAuditLog:
 
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, settings: Settings) -> None:
         self._client = client
+        self._keys = keys
         self._key = keys.audit
         self._settings = settings
         self._record = _RECORD_SCRIPT.register_async(client)
+        self._intersect = lua_script("history_intersect").register_async(client)
 
     async def record(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> None:
-        args = _record_args(self._settings, action, outcome, values)
+        args = _record_args(self._keys, self._settings, action, outcome, values)
         await self._record(keys=[self._key], args=args)
 
     def args(
@@ -150,29 +166,90 @@ class AsyncAuditLog:
     ) -> tuple[list[str], list[str]]:
         """The script's keys and arguments for one entry, to ``queue`` on a pipeline later
         (the entry's time is taken now)."""
-        return [self._key], _record_args(self._settings, action, outcome, values)
+        return [self._key], _record_args(self._keys, self._settings, action, outcome, values)
 
     def queue(self, pipe: Any, keys: list[str], args: list[str]) -> None:
         """Queue an entry built by ``args`` on ``pipe``."""
         _RECORD_SCRIPT.queue(pipe, keys, args)
 
     async def query(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
-        """Newest first, filtered; returns ``(page, total matching)``."""
-        # Clamped to the range of a stream id: a year-1 or year-9999 bound is no Redis error.
-        newest = f"{epoch_ms(query.until)}-18446744073709551615" if query.until else "+"
-        oldest = f"{epoch_ms(query.since)}-0" if query.since else "-"
-        raw = cast(
+        """Newest first, filtered; returns ``(page, total matching)``.
+
+        Served from the indexes (one per filtered field, one of every entry; scored by
+        entry time, trimmed with the stream): one index is read directly, several are
+        intersected in Redis by walking the smallest."""
+        wanted = {
+            "user_id": query.user_id,
+            "vehicle_id": query.vehicle_id,
+            "command_id": query.command_id,
+            "action": query.action.value if query.action is not None else None,
+        }
+        indexes = [self._keys.audit_index(f, v) for f, v in wanted.items() if v is not None]
+        # Entries past the retention may wait for the next write's trim: never shown.
+        floor_ms = int(_trim_minid(self._settings.audit_retention_days))
+        low = str(max(floor_ms, epoch_ms(query.since) if query.since else 0))
+        high = str(epoch_ms(query.until)) if query.until else "+inf"
+        if len(indexes) <= 1:
+            index = indexes[0] if indexes else self._keys.audit_index("all", "")
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zcount(index, low, high)
+                pipe.zrevrangebyscore(index, high, low, start=query.offset, num=query.limit)
+                total, ids = await pipe.execute()
+        else:
+            args = [high, low, "", "", query.offset, query.limit, 500]
+            total, *flat = cast(
+                list[Any],
+                await self._intersect(
+                    keys=[*indexes, self._keys.scratch(uuid.uuid4().hex)], args=args
+                ),
+            )
+            ids = flat[0::2]
+        if not ids:
+            return [], int(total)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xrange(self._key, min=entry_id, max=entry_id)
+            found = cast(list[list[tuple[str, dict[str, str]]]], await pipe.execute())
+        return [_entry(*rows[0]) for rows in found if rows], int(total)
+
+
+#: The audit indexes' layout: 1 is the first with indexes.
+INDEX_VERSION = 1
+
+
+async def backfill_indexes(
+    client: redis.asyncio.Redis, keys: Keys, settings: Settings, *, batch: int = 1000
+) -> int | None:
+    """Index the entries written before the audit indexes existed, once per store (the
+    first process to take the marker does it). Returns how many entries were walked,
+    ``None`` when the store is already at this version."""
+    marker = keys.audit_index_version
+    current = await client.get(marker)
+    if current is not None and int(current) >= INDEX_VERSION:
+        return None
+    if not await client.set(f"{marker}:lock", "1", nx=True, ex=600):
+        return None
+    ttl_s = settings.audit_retention_days * 86400
+    walked, start = 0, "-"
+    while True:
+        rows = cast(
             list[tuple[str, dict[str, str]]],
-            await self._client.xrevrange(self._key, max=newest, min=oldest),
+            await client.xrange(keys.audit, min=start, count=batch),
         )
-        matching = []
-        for entry_id, fields in raw:
-            entry = _entry(entry_id, fields)
-            if (
-                (query.user_id is None or entry.user_id == query.user_id)
-                and (query.vehicle_id is None or entry.vehicle_id == query.vehicle_id)
-                and (query.command_id is None or entry.command_id == query.command_id)
-                and (query.action is None or entry.action == query.action)
-            ):
-                matching.append(entry)
-        return matching[query.offset : query.offset + query.limit], len(matching)
+        if not rows:
+            break
+        async with client.pipeline(transaction=False) as pipe:
+            for entry_id, fields in rows:
+                score = int(entry_id.split("-")[0])
+                targets = [keys.audit_index("all", "")] + [
+                    keys.audit_index(f, fields[f]) for f in INDEXED_FIELDS if f in fields
+                ]
+                for target in targets:
+                    pipe.zadd(target, {entry_id: score})
+                    pipe.expire(target, ttl_s)
+            await pipe.execute()
+        walked += len(rows)
+        start = f"({rows[-1][0]}"
+    await client.set(marker, INDEX_VERSION)
+    await client.delete(f"{marker}:lock")
+    return walked

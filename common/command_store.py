@@ -25,7 +25,7 @@ class CommandStore:
         self._cancel = _CANCEL_SCRIPT.register_async(client)
 
     async def create(self, command: CommandRecord) -> None:
-        """Store the command and index it by time, user and vehicle."""
+        """Store the command and index it by time, user, vehicle, status and type."""
         score = command.submitted_at.timestamp()
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -36,6 +36,10 @@ class CommandStore:
             pipe.zadd(self._keys.commands_by_user(command.user_id), {command.command_id: score})
             pipe.zadd(
                 self._keys.commands_by_vehicle(command.vehicle_id), {command.command_id: score}
+            )
+            pipe.zadd(self._keys.commands_by_status(command.status), {command.command_id: score})
+            pipe.zadd(
+                self._keys.commands_by_type(command.command_name), {command.command_id: score}
             )
             await pipe.execute()
 

@@ -99,6 +99,7 @@ def _script_call(
         keys.stats("commands"),
         keys.stats("duration:"),
         " ".join(str(bound) for bound in DURATION_BUCKETS_S),
+        keys.commands_by_status_prefix,
         str(len(bodies)),
         *bodies,
     ]

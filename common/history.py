@@ -1,7 +1,8 @@
 """Reading command history: filtered, newest first, paged by offset or by a cursor.
 
-Read side only: it reads the indexes the command store writes (the sorted sets of
-command ids by submission time: all, per user, per vehicle) and the command hashes.
+Read side only: it reads the indexes the command store and the scripts write (sorted
+sets of command ids scored by submission time: all, per user, per vehicle, per status,
+per type) and the command hashes. No filter is answered by reading commands.
 
 A cursor names the last command of a page by its position, ``(submitted score,
 command id)``, so the next page starts right after it however many commands arrived
@@ -18,14 +19,15 @@ import binascii
 import math
 import uuid
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio
 
 from common.commands import CommandRecord, CommandStatus
 from common.keys import Keys
+from common.lua import lua_script
 
-__all__ = ["CommandHistory", "Cursor", "HistoryPage"]
+__all__ = ["INDEX_VERSION", "CommandHistory", "Cursor", "HistoryPage", "backfill_indexes"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -63,10 +65,34 @@ class HistoryPage:
     next_cursor: Cursor | None
 
 
+#: common/lua/history_intersect.lua
+_INTERSECT_SCRIPT = lua_script("history_intersect")
+#: Index ranks the intersect script reads per step.
+_INTERSECT_STEP = 500
+
+
 class CommandHistory:
     def __init__(self, client: redis.asyncio.Redis, keys: Keys) -> None:
         self._client = client
         self._keys = keys
+        self._intersect = _INTERSECT_SCRIPT.register_async(client)
+
+    def indexes(
+        self,
+        *,
+        user_id: str | None = None,
+        vehicle_id: str | None = None,
+        status: CommandStatus | None = None,
+        command_name: str | None = None,
+    ) -> list[str]:
+        """The indexes whose intersection holds exactly the commands these filters match."""
+        chosen = [
+            *([self._keys.commands_by_user(user_id)] if user_id is not None else []),
+            *([self._keys.commands_by_vehicle(vehicle_id)] if vehicle_id is not None else []),
+            *([self._keys.commands_by_status(status)] if status is not None else []),
+            *([self._keys.commands_by_type(command_name)] if command_name is not None else []),
+        ]
+        return chosen or [self._keys.commands]
 
     async def page(
         self,
@@ -74,24 +100,26 @@ class CommandHistory:
         user_id: str | None = None,
         vehicle_id: str | None = None,
         status: CommandStatus | None = None,
+        command_name: str | None = None,
         since: float | None = None,
         until: float | None = None,
         after: Cursor | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> HistoryPage:
-        """Newest first. ``since``/``until`` bound the submission time (epoch s, inclusive)."""
-        if user_id is not None:
-            index = self._keys.commands_by_user(user_id)
-        elif vehicle_id is not None:
-            index = self._keys.commands_by_vehicle(vehicle_id)
-        else:
-            index = self._keys.commands
+        """Newest first. ``since``/``until`` bound the submission time (epoch s, inclusive).
+
+        Every filter is an index (by user, vehicle, status, type; the time range is the
+        score): one filter reads its index directly, several walk the smallest of theirs
+        in Redis and keep what the others hold."""
+        indexes = self.indexes(
+            user_id=user_id, vehicle_id=vehicle_id, status=status, command_name=command_name
+        )
         low = "-inf" if since is None else repr(since)
         high = "+inf" if until is None else repr(until)
-        if status is None and (user_id is None or vehicle_id is None):
-            return await self._indexed(index, low, high, after, limit, offset)
-        return await self._filtered(index, low, high, after, limit, offset, status, vehicle_id)
+        if len(indexes) == 1:
+            return await self._indexed(indexes[0], low, high, after, limit, offset)
+        return await self._intersected(indexes, low, high, after, limit, offset)
 
     async def _indexed(
         self, index: str, low: str, high: str, after: Cursor | None, limit: int, offset: int
@@ -116,39 +144,26 @@ class CommandHistory:
             entries = [e for e in entries if e < after][offset : offset + limit + 1]
         return await self._finish(entries, limit, int(total))
 
-    async def _filtered(
+    async def _intersected(
         self,
-        index: str,
+        indexes: list[str],
         low: str,
         high: str,
         after: Cursor | None,
         limit: int,
         offset: int,
-        status: CommandStatus | None,
-        vehicle_id: str | None,
     ) -> HistoryPage:
-        """Filters the index cannot answer: walk the time range and test each command."""
-        found = cast(
-            list[tuple[str, float]],
-            await self._client.zrevrangebyscore(index, high, low, withscores=True),
+        args = [
+            high, low,
+            "" if after is None else repr(after.score), "" if after is None else after.command_id,
+            offset, limit + 1, _INTERSECT_STEP,
+        ]  # fmt: skip
+        total, *flat = cast(
+            list[Any],
+            await self._intersect(keys=[*indexes, self._keys.scratch(uuid.uuid4().hex)], args=args),
         )
-        entries = [Cursor(float(s), str(m)) for m, s in found]
-        records = await self._load([e.command_id for e in entries])
-        matching = [
-            (entry, record)
-            for entry, record in zip(entries, records, strict=True)
-            if record is not None
-            and (status is None or record.status == status)
-            and (vehicle_id is None or record.vehicle_id == vehicle_id)
-        ]
-        total = len(matching)
-        if after is not None:
-            matching = [(e, r) for e, r in matching if e < after]
-        window = matching[offset : offset + limit + 1]
-        more = len(window) > limit
-        window = window[:limit]
-        next_cursor = window[-1][0] if more and window else None
-        return HistoryPage([r for _, r in window], total, next_cursor)
+        entries = [Cursor(float(flat[i + 1]), str(flat[i])) for i in range(0, len(flat), 2)]
+        return await self._finish(entries, limit, int(total))
 
     async def _finish(self, entries: list[Cursor], limit: int, total: int) -> HistoryPage:
         more = len(entries) > limit
@@ -165,3 +180,43 @@ class CommandHistory:
                 pipe.hgetall(self._keys.command(command_id))
             rows = cast(list[dict[str, str]], await pipe.execute())
         return [CommandRecord.from_redis(r) if r else None for r in rows]
+
+
+#: The history indexes' layout: 2 added the by-status and by-type indexes.
+INDEX_VERSION = 2
+
+
+async def backfill_indexes(
+    client: redis.asyncio.Redis, keys: Keys, *, batch: int = 500
+) -> int | None:
+    """Add the commands stored before the by-status and by-type indexes existed to them,
+    once per store (the first process to take the marker does it; ``ZADD`` of an entry
+    already there changes nothing, so a command indexed meanwhile stays right). Returns
+    how many commands were walked, ``None`` when the store is already at this version."""
+    marker = keys.history_index_version
+    current = await client.get(marker)
+    if current is not None and int(current) >= INDEX_VERSION:
+        return None
+    if not await client.set(f"{marker}:lock", "1", nx=True, ex=600):
+        return None
+    walked, start = 0, 0
+    while True:
+        ids = cast(list[str], await client.zrange(keys.commands, start, start + batch - 1))
+        if not ids:
+            break
+        async with client.pipeline(transaction=False) as pipe:
+            for command_id in ids:
+                pipe.hmget(keys.command(command_id), ["status", "command_name", "submitted_ts"])
+            rows = cast(list[list[str | None]], await pipe.execute())
+        async with client.pipeline(transaction=False) as pipe:
+            for command_id, (status, name, score) in zip(ids, rows, strict=True):
+                if status is None or name is None or score is None:
+                    continue
+                pipe.zadd(keys.commands_by_status(status), {command_id: float(score)})
+                pipe.zadd(keys.commands_by_type(name), {command_id: float(score)})
+            await pipe.execute()
+        walked += len(ids)
+        start += batch
+    await client.set(marker, INDEX_VERSION)
+    await client.delete(f"{marker}:lock")
+    return walked

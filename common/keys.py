@@ -111,6 +111,27 @@ class Keys:
     def commands_by_vehicle(self, vehicle_id: str) -> str:
         return f"{self.prefix}:commands:vehicle:{vehicle_id}"
 
+    def commands_by_status(self, status: str) -> str:
+        """Commands in one status now; the event script moves a command between them."""
+        return f"{self.commands_by_status_prefix}{status}"
+
+    @property
+    def commands_by_status_prefix(self) -> str:
+        """What ``commands_by_status`` puts before the status (for the event script)."""
+        return f"{self.prefix}:commands:status:"
+
+    def scratch(self, token: str) -> str:
+        """A key one script call writes and deletes before it returns."""
+        return f"{self.prefix}:scratch:{token}"
+
+    @property
+    def history_index_version(self) -> str:
+        """The layout version of the history indexes (``common/history.py``)."""
+        return f"{self.prefix}:commands:index-version"
+
+    def commands_by_type(self, command_name: str) -> str:
+        return f"{self.prefix}:commands:type:{command_name}"
+
     @property
     def retention_lock(self) -> str:
         """Held by the api process running this round's retention sweep."""
@@ -124,6 +145,21 @@ class Keys:
     def audit(self) -> str:
         """The audit trail (a Stream)."""
         return f"{self.prefix}:audit"
+
+    @property
+    def audit_index_prefix(self) -> str:
+        """What ``audit_index`` puts before ``<field>:<value>`` (for the audit script)."""
+        return f"{self.prefix}:audit:by:"
+
+    def audit_index(self, field: str, value: str) -> str:
+        """Audit entry ids with this field value (a sorted set scored by entry time, ms);
+        ``audit_index("all", "")`` holds every entry."""
+        return f"{self.audit_index_prefix}{field}:{value}"
+
+    @property
+    def audit_index_version(self) -> str:
+        """The layout version of the audit indexes (``common/audit.py``)."""
+        return f"{self.prefix}:audit:index-version"
 
     def stats(self, name: str) -> str:
         """Command statistics kept for metrics (hashes)."""

@@ -1,8 +1,8 @@
 """Command retention: finished commands older than the retention leave Redis, whole.
 
 A command owns its hash, its responses hash and its event log (which also expires on
-its own), plus one entry in each index: all commands, per user, per vehicle, and the
-deadlines. Once the command has ended and its submission is older than
+its own), plus one entry in each index: all commands, per user, per vehicle, per status,
+per type, and the deadlines. Once the command has ended and its submission is older than
 ``SOVD_COMMAND_RETENTION_DAYS``, ``sweep`` deletes all of them in one script per
 command, which checks again that the command has ended, so a command still running
 is never touched (the deadline sweeper ends it first). A late event for a removed
@@ -36,7 +36,7 @@ DEFAULT_MAX_PER_SWEEP = 50_000
 
 _REMOVE_SCRIPT = """
 -- KEYS: command hash, responses hash, events stream, commands index, user index,
---       vehicle index, deadlines
+--       vehicle index, deadlines, by-status index, by-type index
 -- ARGV: command id, terminal statuses (space-separated)
 -- Returns 1 when the ended command was removed, 0 when it has not ended (kept).
 local command_key, responses_key, events_key = KEYS[1], KEYS[2], KEYS[3]
@@ -46,7 +46,7 @@ if not status or not string.find(' ' .. terminal .. ' ', ' ' .. status .. ' ', 1
   return 0
 end
 redis.call('DEL', command_key, responses_key, events_key)
-for i = 4, 7 do redis.call('ZREM', KEYS[i], command_id) end
+for i = 4, 9 do redis.call('ZREM', KEYS[i], command_id) end
 return 1
 """
 
@@ -74,10 +74,12 @@ async def sweep(
             break
         async with client.pipeline(transaction=False) as pipe:
             for command_id in ids:
-                pipe.hmget(keys.command(command_id), ["user_id", "vehicle_id"])
+                pipe.hmget(
+                    keys.command(command_id), ["user_id", "vehicle_id", "status", "command_name"]
+                )
             owners = cast(list[list[str | None]], await pipe.execute())
         async with client.pipeline(transaction=False) as pipe:
-            for command_id, (user_id, vehicle_id) in zip(ids, owners, strict=True):
+            for command_id, (user_id, vehicle_id, status, name) in zip(ids, owners, strict=True):
                 if user_id is None or vehicle_id is None:  # an index entry without its hash
                     pipe.zrem(keys.commands, command_id)
                     pipe.zrem(keys.deadlines, command_id)
@@ -91,6 +93,8 @@ async def sweep(
                         keys.commands_by_user(user_id),
                         keys.commands_by_vehicle(vehicle_id),
                         keys.deadlines,
+                        keys.commands_by_status(status or ""),
+                        keys.commands_by_type(name or ""),
                     ],
                     args=[command_id, terminal],
                     client=pipe,
@@ -98,7 +102,7 @@ async def sweep(
             results = await pipe.execute()
         done, kept = 0, 0
         position = 0
-        for user_id, vehicle_id in owners:
+        for user_id, vehicle_id, _, _ in owners:
             if user_id is None or vehicle_id is None:
                 done += 1
                 position += 2

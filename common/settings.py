@@ -151,8 +151,10 @@ class Settings(BaseSettings):
     seed_demo: bool = True
 
     # Vehicles: connector and presence (common/presence.py)
-    #: How the workers reach vehicles: ``simulator`` is the in-worker simulated fleet.
-    connector: Literal["simulator", "mqtt"] = "simulator"
+    #: How the workers reach vehicles: ``simulator`` is the in-worker simulated fleet,
+    #: ``mqtt`` an MQTT broker the vehicles dial out to (docs/vehicles.md), ``grpc`` a
+    #: vehicle gateway (docs/grpc.md).
+    connector: Literal["simulator", "mqtt", "grpc"] = "simulator"
     #: A connected vehicle that reports nothing (no heartbeat) for this long is marked
     #: ``disconnected`` by the api's presence sweep.
     presence_timeout_s: float = Field(default=60.0, gt=0)
@@ -190,6 +192,24 @@ class Settings(BaseSettings):
     #: The ``mqtt`` Procfile entry runs a local Mosquitto on SOVD_MQTT_PORT when
     #: SOVD_CONNECTOR=mqtt and this is true (false: a broker of your own).
     mqtt_embedded: bool = True
+    # gRPC vehicle gateway (SOVD_CONNECTOR=grpc; docs/grpc.md)
+    #: Gateway address (``host:port``) for vehicles whose metadata names no ``grpc_target``.
+    grpc_target: str = Field(default="127.0.0.1:50051", min_length=1)
+    #: TLS to the gateway; the CA file verifies it (system roots when unset), the client
+    #: certificate and key (both or neither) authenticate the worker.
+    grpc_tls: bool = False
+    grpc_ca_file: Path | None = None
+    grpc_client_cert_file: Path | None = None
+    grpc_client_key_file: Path | None = None
+    #: HTTP/2 keepalive ping interval while a call waits (0: off). Keep it at or above the
+    #: gateway's minimum ping interval, or the gateway closes the connection.
+    grpc_keepalive_s: float = Field(default=0.0, ge=0)
+    #: The test gateway (``python -m gateway``): where it listens, how many calls it runs
+    #: at once, and whether the Procfile's ``gateway`` entry serves when SOVD_CONNECTOR=grpc.
+    grpc_gateway_host: str = "127.0.0.1"
+    grpc_gateway_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_gateway_max_calls: int = Field(default=64, gt=0)
+    grpc_local_gateway: bool = True
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -230,6 +250,12 @@ class Settings(BaseSettings):
             )
         if self.api_metrics_port and self.api_metrics_port == self.api_port:
             raise ValueError("SOVD_API_METRICS_PORT must differ from SOVD_API_PORT")
+        return self
+
+    @model_validator(mode="after")
+    def _grpc_client_certificate_pairs(self) -> Settings:
+        if (self.grpc_client_cert_file is None) != (self.grpc_client_key_file is None):
+            raise ValueError("SOVD_GRPC_CLIENT_CERT_FILE and SOVD_GRPC_CLIENT_KEY_FILE go together")
         return self
 
     @property

@@ -15,7 +15,7 @@ from common.settings import Settings
 from workers.connector import VehicleConnector
 from workers.simulator import SimulatedFleet
 
-__all__ = ["Runtime", "build_runtime"]
+__all__ = ["Runtime", "build_connector", "build_runtime"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +35,23 @@ class Runtime:
         self.client.close()
 
 
-def _connector(settings: Settings, client: redis.Redis, keys: Keys) -> VehicleConnector:
-    """The connector ``SOVD_CONNECTOR`` names (one per worker process)."""
+def build_connector(settings: Settings, client: redis.Redis, keys: Keys) -> VehicleConnector:
+    """The connector ``SOVD_CONNECTOR`` names (the simulated fleet by default)."""
     if settings.connector == "mqtt":
         from workers.mqtt_connector import MqttConnector
 
         return MqttConnector(settings)
+    if settings.connector == "grpc":
+        from workers.grpc_connector import GrpcConnector
+
+        return GrpcConnector(settings)
     return SimulatedFleet(
         client, keys, seed=settings.sim_seed, delay_scale=settings.sim_delay_scale
     )
 
 
 def build_runtime(settings: Settings, *, connector: VehicleConnector | None = None) -> Runtime:
-    """A runtime for ``settings``; the connector is the one ``SOVD_CONNECTOR`` names
-    (the simulated fleet by default) unless one is given."""
+    """A runtime for ``settings``; ``connector`` replaces the one settings name."""
     client = sync_client(settings.effective_redis_url)
     keys = Keys(settings.key_prefix)
     return Runtime(
@@ -58,7 +61,7 @@ def build_runtime(settings: Settings, *, connector: VehicleConnector | None = No
         events=EventLog(
             client, keys, maxlen=settings.event_log_maxlen, ttl_s=settings.event_log_ttl_s
         ),
-        connector=connector or _connector(settings, client, keys),
+        connector=connector or build_connector(settings, client, keys),
         policies=load_policies(settings),
         audit=AuditLog(client, keys, settings),
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, cast
 
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import JsonValue
 
 from api.deps import CurrentUser, State, Submitter, client_info
 from api.schemas import (
@@ -25,7 +26,7 @@ from api.state import AppState
 from api.submission import submit
 from common.access import can_cancel_command, can_view_command, sees_all_commands
 from common.audit import AuditAction
-from common.commands import CommandRecord, CommandStatus
+from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus
 from common.errors import ConflictError, ForbiddenError, NotFoundError
 from common.events import Response as ResponseModel
 from common.events import StatusEvent
@@ -149,6 +150,14 @@ async def list_commands(
     user: CurrentUser,
     vehicle_id: uuid.UUID | None = None,
     status: CommandStatus | None = None,
+    command_name: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Commands of this type.",
+            json_schema_extra={"enum": cast(list[JsonValue], sorted(COMMAND_TYPES))},
+        ),
+    ] = None,
     start_date: Annotated[
         HistoryBound | None,
         Query(description="Submitted at or after (ISO 8601; a date means its midnight, UTC)."),
@@ -183,6 +192,12 @@ async def list_commands(
                 [{"type": "value_error", "loc": ("query", "cursor"), "msg": str(exc),
                   "input": cursor}]
             ) from None  # fmt: skip
+    if command_name is not None and command_name not in COMMAND_TYPES:
+        raise RequestValidationError(
+            [{"type": "enum", "loc": ("query", "command_name"),
+              "msg": f"not a command type: one of {', '.join(sorted(COMMAND_TYPES))}",
+              "input": command_name}]
+        )  # fmt: skip
     since = day_start(start_date) if start_date is not None else None
     until = day_end(end_date) if end_date is not None else None
     if since is not None and until is not None and since > until:
@@ -198,6 +213,7 @@ async def list_commands(
         user_id=owner,
         vehicle_id=str(vehicle_id) if vehicle_id else None,
         status=status,
+        command_name=command_name,
         since=since.timestamp() if since is not None else None,
         until=until.timestamp() if until is not None else None,
         after=after,

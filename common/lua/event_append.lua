@@ -15,15 +15,16 @@
 -- ARGV[9]  vehicle-active key prefix (the vehicle id follows)
 -- ARGV[10] per-type status counters hash    ARGV[11] duration histogram key prefix
 -- ARGV[12] histogram bounds in seconds (space-separated)
--- ARGV[13] number N of event bodies (JSON objects without seq)
--- ARGV[14 .. 13+N] the event bodies, then field/value pairs to set on the command
+-- ARGV[13] by-status index key prefix (the status follows)
+-- ARGV[14] number N of event bodies (JSON objects without seq)
+-- ARGV[15 .. 14+N] the event bodies, then field/value pairs to set on the command
 local command_key, responses_key, events_key, deadlines_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local channel, maxlen, ttl_s = ARGV[1], ARGV[2], ARGV[3]
 local kind, target, response_json = ARGV[4], ARGV[5], ARGV[6]
 local terminal, expected = ' ' .. ARGV[7] .. ' ', ARGV[8]
 local active_prefix, counters_key, histogram_prefix, bounds = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local body_count = tonumber(ARGV[13])
-local FIRST_BODY = 14
+local status_prefix, body_count = ARGV[13], tonumber(ARGV[14])
+local FIRST_BODY = 15
 local first_field = FIRST_BODY + body_count
 
 local function listed(list, item) return string.find(list, ' ' .. item .. ' ', 1, true) end
@@ -37,6 +38,10 @@ if kind == 'response' then
 elseif kind == 'status' then
   if status == target then return 0 end
   redis.call('HSET', command_key, 'status', target)
+  local command_id, submitted = unpack(redis.call('HMGET', command_key, 'command_id',
+    'submitted_ts'))
+  redis.call('ZREM', status_prefix .. status, command_id)
+  redis.call('ZADD', status_prefix .. target, submitted or 0, command_id)
   if listed(terminal, target) then
     local command = redis.call('HMGET', command_key, 'command_id', 'vehicle_id', 'command_name',
       'submitted_ts')

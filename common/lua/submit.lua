@@ -13,13 +13,14 @@
 -- KEYS[4] command hash
 -- KEYS[5] commands index, KEYS[6] by-user index, KEYS[7] by-vehicle index
 -- KEYS[8] deadlines zset
+-- KEYS[9] by-status index of pending commands, KEYS[10] by-type index of the command's type
 -- ARGV[1] rate limit window (seconds)    ARGV[2] rate limit (hits per window)
 -- ARGV[3] command id                     ARGV[4] 'd' destructive or 'n'
 -- ARGV[5] max concurrent per vehicle     ARGV[6] submitted score (epoch seconds)
 -- ARGV[7] deadline score (epoch seconds) ARGV[8...] the command's field/value pairs
 local rate_key, vehicle_key, active_key = KEYS[1], KEYS[2], KEYS[3]
 local command_key, commands_key, by_user_key, by_vehicle_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local deadlines_key = KEYS[8]
+local deadlines_key, pending_key, by_type_key = KEYS[8], KEYS[9], KEYS[10]
 local window_s, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local command_id, kind, max_concurrent = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local score, deadline_score = ARGV[6], ARGV[7]
@@ -62,5 +63,7 @@ redis.call('HSET', command_key, 'submitted_ts', score, unpack(ARGV, FIRST_FIELD)
 redis.call('ZADD', commands_key, score, command_id)
 redis.call('ZADD', by_user_key, score, command_id)
 redis.call('ZADD', by_vehicle_key, score, command_id)
+redis.call('ZADD', pending_key, score, command_id)
+redis.call('ZADD', by_type_key, score, command_id)
 redis.call('ZADD', deadlines_key, deadline_score, command_id)
 return {'admitted', vehicle}

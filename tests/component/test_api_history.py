@@ -91,6 +91,19 @@ def test_start_date_and_end_date_bound_the_submission_time(
     assert _ids(api, "end_date=2026-02-15&status=completed", headers) == ([feb, jan], 2)
 
 
+def test_status_type_vehicle_and_user_filters_combine(api: TestClient, settings: Settings) -> None:
+    engineer = _user_id(settings, "engineer")
+    jan, feb = _store(
+        settings, engineer, datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)
+    )
+    headers = login(api, "admin")
+    mine = f"user_id={engineer}&vehicle_id={vehicle().vehicle_id}"
+    assert _ids(api, f"{mine}&status=completed&command_name=ReadDTC", headers) == ([feb, jan], 2)
+    assert _ids(api, f"{mine}&status=completed&command_name=ClearDTC", headers) == ([], 0)
+    assert _ids(api, f"{mine}&status=failed", headers) == ([], 0)
+    assert _ids(api, "command_name=ReadDTC&end_date=2026-01-31", headers) == ([jan], 1)
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -101,6 +114,7 @@ def test_start_date_and_end_date_bound_the_submission_time(
         "end_date=2026-13-01T00:00:00Z",
         "start_date=2026-03-01&end_date=2026-02-01",
         "user_id=not-a-user-id",
+        "command_name=FlashECU",
     ],
 )
 def test_an_invalid_history_filter_is_422_naming_it(api: TestClient, query: str) -> None:

@@ -324,15 +324,18 @@ def test_the_edge_never_logs_query_strings() -> None:
     assert [e.args for e in nginx.all("error_log")] == [["/dev/stderr", "crit"]]
 
 
-def test_the_procfile_runs_redis_api_worker_and_realtime_from_modules_that_exist() -> None:
+def test_the_procfile_runs_redis_api_worker_realtime_and_gateway_from_modules_that_exist() -> None:
     procfile = _procfile()
 
-    assert list(procfile) == ["redis", "api", "worker", "realtime", "mqtt", "bridge", "agent"]
+    assert list(procfile) == [
+        "redis", "api", "worker", "realtime", "mqtt", "bridge", "agent", "gateway",
+    ]  # fmt: skip
     assert procfile["redis"] == ["python", "-m", "common.embedded_redis"]
+    assert procfile["gateway"] == ["python", "-m", "gateway", "--procfile"]
     assert procfile["api"] == ["python", "-m", "api"]
     assert procfile["realtime"] == ["python", "-m", "realtime"]
     assert procfile["worker"][:2] == ["dramatiq", "workers.main:setup"]
-    for name in ("redis", "api", "realtime"):
+    for name in ("redis", "api", "realtime", "gateway"):
         assert _runs_with_python_m(procfile[name][2]), name
     assert _defines_function(procfile["worker"][1])
 
@@ -355,7 +358,7 @@ def test_the_image_copies_every_package_pyproject_installs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
 
-    assert packages == ["agent", "api", "cli", "common", "realtime", "workers"]
+    assert packages == ["agent", "api", "cli", "common", "gateway", "realtime", "workers"]
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, package
         assert f"!{package}/" in dockerignore, package

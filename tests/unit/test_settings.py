@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +96,24 @@ def test_the_realtime_process_believes_forwarded_headers_only_from_trusted_proxi
     assert uvicorn_options(Settings(_env_file=None))["proxy_headers"] is False
     behind_edge = uvicorn_options(Settings(_env_file=None, trusted_proxies="10.0.0.5"))
     assert (behind_edge["proxy_headers"], behind_edge["forwarded_allow_ips"]) == (True, "10.0.0.5")
+
+
+def test_a_grpc_client_certificate_without_its_key_is_refused() -> None:
+    with pytest.raises(
+        ValidationError, match="SOVD_GRPC_CLIENT_CERT_FILE and SOVD_GRPC_CLIENT_KEY_FILE"
+    ):
+        Settings(_env_file=None, grpc_client_cert_file=Path("worker.pem"))
+
+
+def test_the_connector_is_the_simulator_unless_grpc_is_named() -> None:
+    assert Settings(_env_file=None).connector == "simulator"
+    assert Settings(_env_file=None, connector="grpc").connector == "grpc"
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, connector="carrier-pigeon")
+
+
+def test_every_grpc_setting_has_a_readme_row() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    names = [f"SOVD_{name.upper()}" for name in Settings.model_fields if name.startswith("grpc_")]
+    assert names
+    assert [n for n in names if f"`{n}`" not in readme] == []
