@@ -156,7 +156,9 @@ class SimulatedVehicle:
                 if run is not None:
                     run.cancelled.set()
         except ValidationError as exc:
-            log.warning("vehicle_message_refused", vin=self.vin, error=str(exc)[:300])
+            # The error kinds only: pydantic's text would quote the (sender's) payload.
+            errors = sorted({str(e["type"]) for e in exc.errors()})
+            log.warning("vehicle_message_refused", vin=self.vin, errors=errors)
 
     # -- exchanges -----------------------------------------------------------------------
 

@@ -307,4 +307,6 @@ class MqttConnector:
                 for exchange in targets:
                     exchange.inbox.put(status)
         except ValidationError as exc:
-            log.warning("mqtt_message_refused", topic=message.topic, error=str(exc)[:300])
+            # The error kinds only: pydantic's text would quote the vehicle's payload.
+            errors = sorted({str(e["type"]) for e in exc.errors()})
+            log.warning("mqtt_message_refused", topic=message.topic, errors=errors)

@@ -19,6 +19,7 @@ import contextlib
 import signal
 import time
 import uuid
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import redis.asyncio
@@ -103,7 +104,12 @@ class PresenceBridge:
         def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
             loop.call_soon_threadsafe(deliver, (message.topic, bytes(message.payload)))
 
-        def on_connect(client: mqtt.Client, *args: object) -> None:
+        def on_connect(
+            client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object
+        ) -> None:
+            if reason.is_failure:
+                log.warning("bridge_connect_refused", reason=str(reason))
+                return
             client.subscribe([(self._topics.all_status, 1), (self._topics.all_heartbeats, 0)])
             loop.call_soon_threadsafe(self.connected.set)
 

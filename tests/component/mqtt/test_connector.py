@@ -210,8 +210,8 @@ def test_mqtt_3_1_1_carries_the_same_exchange(
 def test_duplicate_and_reordered_deliveries_are_dropped_by_command_and_sequence(
     mqtt_settings: Settings, connector: MqttConnector
 ) -> None:
-    """A vehicle (hand-driven here) whose answers arrive twice and out of order: the
-    connector yields each sequence number once, in order."""
+    """A vehicle (hand-driven here) whose answers arrive twice and out of order, after
+    malformed ones: the connector yields each sequence number once, in order."""
     topics = Topics(mqtt_settings.mqtt_topic_prefix)
     car = vehicle_probe(mqtt_settings, CAR)
     car.subscribe(topics.request(CAR.vin))
@@ -229,6 +229,8 @@ def test_duplicate_and_reordered_deliveries_are_dropped_by_command_and_sequence(
         ]  # fmt: skip
         other = AnswerMessage(command_id="00000000-0000-4000-8000-00000000dead", sequence=0,
                               payload={"type": "not yours"})  # fmt: skip
+        car.publish(sent.response_topic, b"{not json")  # refused, the exchange goes on
+        car.publish(sent.response_topic, b'{"command_id": "x", "sequence": -1}')
         for part in (answers[0], answers[0], other, answers[2], answers[1], answers[1]):
             car.publish(sent.response_topic, part.model_dump_json().encode())
         worker.join(timeout(10))
