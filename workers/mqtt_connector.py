@@ -115,6 +115,8 @@ class MqttConnector:
         self._connected = threading.Event()
         self._started = False
         self._ever_connected = False
+        #: Why the broker last refused this client (a wrong password, ...), if it did.
+        self._refused: str | None = None
 
     # -- the connector interface -------------------------------------------------------
 
@@ -173,10 +175,13 @@ class MqttConnector:
                 self._started = True
         wait = min(CONNECT_WAIT_S, max(request.deadline - time.monotonic(), 0))
         if not self._connected.wait(wait):
-            raise ConnectionLost(
-                f"The MQTT broker at {self._settings.mqtt_host}:{self._settings.mqtt_port} "
-                "is not reachable"
-            )
+            where = f"{self._settings.mqtt_host}:{self._settings.mqtt_port}"
+            if self._refused is not None:
+                raise ConnectionLost(
+                    f"The MQTT broker at {where} refused the service account "
+                    f"{self._settings.mqtt_username!r} ({self._refused})"
+                )
+            raise ConnectionLost(f"The MQTT broker at {where} is not reachable")
 
     def _open(self, exchange: _Exchange) -> None:
         # Subscribing under the lock keeps a concurrent _close of the same VIN from
@@ -264,8 +269,10 @@ class MqttConnector:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if reason.is_failure:
-            log.warning("mqtt_connect_refused", reason=str(reason))
+            self._refused = str(reason)
+            log.warning("mqtt_connect_refused", reason=self._refused)
             return
+        self._refused = None
         with self._lock:
             vins = list(self._status_refs)
             open_exchanges = list(self._exchanges.values())

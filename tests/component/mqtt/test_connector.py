@@ -18,7 +18,7 @@ from common.vehicles import ConnectionStatus, Vehicle
 from tests.component.mqtt.conftest import AgentProcess, connected_fleet, wait_status
 from tests.mqtt_probe import Probe
 from tests.mqtt_support import MosquittoServer
-from tests.support import timeout, wait_for
+from tests.support import free_port, timeout, wait_for
 from workers.connector import (
     ConnectionLost,
     DiagnosticRequest,
@@ -238,3 +238,24 @@ def test_duplicate_and_reordered_deliveries_are_dropped_by_command_and_sequence(
         car.close()
     assert [part.payload for part in results] == [{"type": "dtc", "n": n} for n in range(3)]
     assert [part.is_final for part in results] == [False, False, True]
+
+
+def test_a_refused_service_account_is_named_in_the_error(mqtt_settings: Settings) -> None:
+    wrong = mqtt_settings.model_copy(update={"mqtt_password": "not-the-password"})
+    connector = MqttConnector(wrong)
+    try:
+        with pytest.raises(ConnectionLost, match=r"refused the service account 'sovd-service'"):
+            list(connector.execute(request(deadline_s=2)))
+    finally:
+        connector.close()
+
+
+def test_an_unreachable_broker_fails_the_exchange_as_transient(mqtt_settings: Settings) -> None:
+    nowhere = mqtt_settings.model_copy(update={"mqtt_port": free_port()})
+    connector = MqttConnector(nowhere)
+    try:
+        with pytest.raises(ConnectionLost, match="is not reachable") as lost:
+            list(connector.execute(request(deadline_s=1)))
+        assert lost.value.transient
+    finally:
+        connector.close()
