@@ -3,6 +3,7 @@
 #   realtime       python -m realtime
 #   worker         dramatiq workers.main:setup --skip-logging ...
 #   admin          sovd-admin create-user NAME --role admin --password-stdin
+#   bridge, agent  python -m workers.vehicle_bridge, python -m agent (MQTT vehicles)
 #   gateway        python -m gateway  (the test gRPC vehicle gateway, docs/grpc.md)
 # Only the runtime dependencies from pyproject.toml are installed, no test or lint groups.
 
@@ -23,6 +24,7 @@ COPY common ./common
 COPY realtime ./realtime
 COPY workers ./workers
 COPY cli ./cli
+COPY agent ./agent
 COPY gateway ./gateway
 RUN pip install .
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
+from common import mqtt_admin
 from common.audit import AsyncAuditLog
 from common.fleet import DEMO_USERS, seed_demo
 from common.fleet_io import Format, ImportReport, dump_fleet, import_fleet
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--format", choices=["csv", "json"], help="default: by extension")
     sub.add_parser("seed-demo", help="create the demo users and fleet if missing")
     sub.add_parser("demo-logins", help="print the demo logins (no server needed)")
+    mqtt_admin.add_parser(sub)
     return parser
 
 
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_demo_logins()
         return 0
     settings = get_settings()
+    if args.command == "mqtt-credentials":
+        return mqtt_admin.mqtt_credentials(settings, args)
 
     if args.command == "create-user":
         if args.password_stdin:

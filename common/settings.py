@@ -152,8 +152,9 @@ class Settings(BaseSettings):
 
     # Vehicles: connector and presence (common/presence.py)
     #: How the workers reach vehicles: ``simulator`` is the in-worker simulated fleet,
-    #: ``grpc`` a vehicle gateway (docs/grpc.md).
-    connector: Literal["simulator", "grpc"] = "simulator"
+    #: ``mqtt`` an MQTT broker the vehicles dial out to (docs/vehicles.md), ``grpc`` a
+    #: vehicle gateway (docs/grpc.md).
+    connector: Literal["simulator", "mqtt", "grpc"] = "simulator"
     #: A connected vehicle that reports nothing (no heartbeat) for this long is marked
     #: ``disconnected`` by the api's presence sweep.
     presence_timeout_s: float = Field(default=60.0, gt=0)
@@ -165,9 +166,37 @@ class Settings(BaseSettings):
     #: A vehicle that went offline other than by a clean disconnect (a last will, a
     #: heartbeat timeout) has this long to come back before its active commands end
     #: with ``vehicle_offline`` (0: at once). Lets a transport resume an exchange across
-    #: a broker restart; align it with the transport's own grace.
+    #: a broker restart; over MQTT, SOVD_MQTT_OFFLINE_GRACE_S is the floor.
     presence_offline_grace_s: float = Field(default=0.0, ge=0, le=300)
 
+    # MQTT transport (workers/mqtt_connector.py, agent/, deploy/mosquitto/)
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, gt=0, le=65535)
+    #: The service's own broker account (workers, vehicle bridge); vehicles log in as their VIN.
+    mqtt_username: str = "sovd-service"
+    #: Empty: derived from SOVD_MQTT_VEHICLE_SECRET like a vehicle's (common/mqtt_auth.py).
+    mqtt_password: str = ""
+    #: First topic level; a vehicle's topics are ``<prefix>/<VIN>/...``.
+    mqtt_topic_prefix: str = Field(default="sovd", pattern=r"^[A-Za-z0-9_.-]+$")
+    #: ``5`` (response topic, correlation data, message expiry) or ``3.1.1``.
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    #: How long the broker keeps a disconnected client's session (subscriptions and
+    #: queued QoS 1 messages), so a reconnect within it loses nothing.
+    mqtt_session_expiry_s: int = Field(default=300, ge=0)
+    #: How long a vehicle's link may drop before it counts as gone: agent-run vehicles
+    #: ask the broker to hold their last will this long (MQTT 5 will delay), and an
+    #: exchange whose vehicle's last will arrives waits this long for it to come back
+    #: (then resumes) before failing; a clean disconnect fails at once.
+    mqtt_offline_grace_s: float = Field(default=3.0, ge=0)
+    #: Simulated vehicles (``python -m agent``) send a heartbeat this often.
+    mqtt_heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    #: Secret from which each vehicle's broker password is derived (common/mqtt_auth.py);
+    #: empty means a fixed development secret, refused when SOVD_ENV is not ``dev``.
+    mqtt_vehicle_secret: str = ""
+    #: The ``mqtt`` Procfile entry runs a local Mosquitto on SOVD_MQTT_PORT when
+    #: SOVD_CONNECTOR=mqtt and this is true (false: a broker of your own).
+    mqtt_embedded: bool = True
     # gRPC vehicle gateway (SOVD_CONNECTOR=grpc; docs/grpc.md)
     #: Gateway address (``host:port``) for vehicles whose metadata names no ``grpc_target``.
     grpc_target: str = Field(default="127.0.0.1:50051", min_length=1)
@@ -219,6 +248,11 @@ class Settings(BaseSettings):
             raise ValueError("SOVD_JWT_SECRET must be at least 32 characters long")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ValueError("SOVD_METRICS_TOKEN must be empty or at least 16 characters long")
+        if self.env != "dev" and self.connector == "mqtt" and len(self.mqtt_vehicle_secret) < 32:
+            raise ValueError(
+                "SOVD_MQTT_VEHICLE_SECRET must be at least 32 characters when SOVD_ENV is "
+                "not 'dev' and SOVD_CONNECTOR=mqtt"
+            )
         if self.api_metrics_port and self.api_metrics_port == self.api_port:
             raise ValueError("SOVD_API_METRICS_PORT must differ from SOVD_API_PORT")
         return self
@@ -228,6 +262,15 @@ class Settings(BaseSettings):
         if (self.grpc_client_cert_file is None) != (self.grpc_client_key_file is None):
             raise ValueError("SOVD_GRPC_CLIENT_CERT_FILE and SOVD_GRPC_CLIENT_KEY_FILE go together")
         return self
+
+    @property
+    def effective_offline_grace_s(self) -> float:
+        """How long commands of a vehicle that went offline (not cleanly) wait for it: the
+        presence grace, and over MQTT at least the transport's own grace, so an exchange
+        the connector would resume across a broker restart is not failed first."""
+        if self.connector == "mqtt":
+            return max(self.presence_offline_grace_s, self.mqtt_offline_grace_s)
+        return self.presence_offline_grace_s
 
     @property
     def effective_redis_url(self) -> str:

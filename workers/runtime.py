@@ -29,11 +29,18 @@ class Runtime:
     audit: AuditLog
 
     def close(self) -> None:
+        close = getattr(self.connector, "close", None)
+        if close is not None:
+            close()
         self.client.close()
 
 
 def build_connector(settings: Settings, client: redis.Redis, keys: Keys) -> VehicleConnector:
     """The connector ``SOVD_CONNECTOR`` names (the simulated fleet by default)."""
+    if settings.connector == "mqtt":
+        from workers.mqtt_connector import MqttConnector
+
+        return MqttConnector(settings)
     if settings.connector == "grpc":
         from workers.grpc_connector import GrpcConnector
 

@@ -165,7 +165,10 @@ def _headers(directive: Directive) -> dict[str, str]:
 
 
 def test_compose_defines_redis_the_three_app_services_and_the_edge() -> None:
-    assert set(_compose()["services"]) == {"redis", "api", "worker", "realtime", "edge"}
+    assert set(_compose()["services"]) == {
+        "redis", "api", "worker", "realtime", "edge", "mqtt-accounts", "mosquitto", "bridge",
+        "agent",
+    }  # fmt: skip
 
 
 def test_redis_persists_to_a_named_volume_with_append_only_and_reports_its_health() -> None:
@@ -228,6 +231,9 @@ def test_app_services_run_in_production_against_the_compose_redis() -> None:
         "SOVD_PUBLIC_REALTIME_URL": "ws://localhost:8080",
         "SOVD_API_HOST": "0.0.0.0",
         "SOVD_REALTIME_HOST": "0.0.0.0",
+        "SOVD_CONNECTOR": "mqtt",
+        "SOVD_MQTT_HOST": "mosquitto",
+        "SOVD_MQTT_VEHICLE_SECRET": "${SOVD_MQTT_VEHICLE_SECRET:?set SOVD_MQTT_VEHICLE_SECRET}",
     }
     extra = {"api": {"SOVD_TRUSTED_PROXIES"}, "realtime": {"SOVD_TRUSTED_PROXIES"}}
     for name in APP_SERVICES:
@@ -253,6 +259,7 @@ def test_every_sovd_variable_in_compose_is_a_valid_settings_field() -> None:
         assert set(env) <= _settings_variables(), name
         values = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items()}
         values["jwt_secret"] = "s" * 48  # compose reads the real one from the host
+        values["mqtt_vehicle_secret"] = "v" * 48
         settings = Settings.model_validate(values)  # validates the values, reads no env
         assert settings.env == "production"
         assert settings.effective_redis_url == "redis://redis:6379/0"
@@ -320,7 +327,9 @@ def test_the_edge_never_logs_query_strings() -> None:
 def test_the_procfile_runs_redis_api_worker_realtime_and_gateway_from_modules_that_exist() -> None:
     procfile = _procfile()
 
-    assert list(procfile) == ["redis", "api", "worker", "realtime", "gateway"]
+    assert list(procfile) == [
+        "redis", "api", "worker", "realtime", "mqtt", "bridge", "agent", "gateway",
+    ]  # fmt: skip
     assert procfile["redis"] == ["python", "-m", "common.embedded_redis"]
     assert procfile["gateway"] == ["python", "-m", "gateway", "--procfile"]
     assert procfile["api"] == ["python", "-m", "api"]
@@ -349,7 +358,35 @@ def test_the_image_copies_every_package_pyproject_installs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
 
-    assert packages == ["api", "cli", "common", "gateway", "realtime", "workers"]
+    assert packages == ["agent", "api", "cli", "common", "gateway", "realtime", "workers"]
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, package
         assert f"!{package}/" in dockerignore, package
+
+
+def test_the_broker_runs_the_deploy_config_and_acl_after_the_accounts_are_written() -> None:
+    broker = _service("mosquitto")
+    assert broker["image"] == "eclipse-mosquitto:2"
+    mounts = set(broker["volumes"])
+    assert "./deploy/mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in mounts
+    assert "./deploy/mosquitto/acl:/mosquitto/config/acl:ro" in mounts
+    assert "mqtt-auth:/mosquitto/auth" in mounts
+    assert broker["depends_on"] == {
+        "mqtt-accounts": {"condition": "service_completed_successfully"}
+    }
+    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    assert "password_file /mosquitto/auth/passwd" in conf
+    assert "allow_anonymous false" in conf
+    accounts = _command("mqtt-accounts")
+    assert accounts[:2] == ["sovd-admin", "mqtt-credentials"]
+    assert accounts[accounts.index("--password-file") + 1] == "/mosquitto/auth/passwd"
+
+
+def test_the_bridge_and_agent_run_modules_that_exist_and_the_procfile_runs_them_too() -> None:
+    procfile = _procfile()
+    for name, module in (("bridge", "workers.vehicle_bridge"), ("agent", "agent")):
+        assert _command(name) == ["python", "-m", module], name
+        assert procfile[name] == ["python", "-m", module], name
+        assert _runs_with_python_m(module), name
+    assert procfile["mqtt"] == ["python", "-m", "common.embedded_mqtt"]
+    assert _runs_with_python_m("common.embedded_mqtt")

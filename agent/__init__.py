@@ -1,0 +1,1 @@
+"""The vehicle side of the MQTT transport: vehicles as MQTT clients (``python -m agent``)."""
