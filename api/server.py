@@ -26,8 +26,11 @@ def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
+        access_log=False,  # the app's own line (SOVD_ACCESS_LOG), without query strings
         proxy_headers=False,  # the app decides which peers may forward (trusted_proxies)
         ws="none",
+        loop="uvloop",
+        http="httptools",
     )
 
 

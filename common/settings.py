@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     sim_delay_scale: float = Field(default=1.0, ge=0)
     seed_demo: bool = True
 
+    # The api's request path (docs/operations.md, "Serving more requests")
+    #: One ``http_request`` log line per request, written by the api's own middleware
+    #: (uvicorn's access log is always off: it prints query strings).
+    access_log: bool = False
+    #: Processes ``python -m api`` serves its sockets with (one event loop each).
+    api_processes: int = Field(default=1, ge=1, le=64)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
