@@ -63,7 +63,6 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await auth_events
             await retention.stop()
-            await broker.aclose_async()
             broker.close()
             await client.aclose()
 

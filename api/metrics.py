@@ -92,7 +92,7 @@ class ApiMetrics:
             for name in state.policies:
                 pipe.hgetall(keys.stats(f"duration:{name}"))
             for queue in queues:
-                pipe.llen(f"{keys.broker_namespace}:{queue}")
+                pipe.llen(keys.broker_queue(queue))
             results = await pipe.execute()
         totals = cast(dict[str, str], results[0])
         durations = dict(zip(state.policies, results[1 : 1 + len(state.policies)], strict=True))

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import dramatiq
 import redis
-import redis.asyncio
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer, _scripts
 from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 
 from common.commands import CommandType
 from common.keys import Keys
@@ -99,13 +96,6 @@ class WakingRedisBroker(RedisBroker):
         self._keys = keys
         self._url = url
         self.min_prefetch = MIN_PREFETCH
-        self._async_client: redis.asyncio.Redis | None = None
-
-    async def aclose_async(self) -> None:
-        """Close the asyncio connection ``enqueue_async`` opened, if any."""
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
 
     def close(self) -> None:
         """Close the broker and its connections (Dramatiq's close leaves the pool open)."""
@@ -162,46 +152,18 @@ class WakingRedisBroker(RedisBroker):
             pipe.ltrim(self.wake_key(queue_name), 0, WAKE_LIST_MAX - 1)
             return pipe.execute()[0]
 
-    async def enqueue_async(
-        self,
-        message: dramatiq.Message[Any],
-        *,
-        client: redis.asyncio.Redis | None = None,
-        also: Callable[[Any], None] | None = None,
-    ) -> None:
-        """``enqueue`` (without delay) for asyncio callers: no thread hop in the api.
-
-        Same steps as ``RedisBroker.enqueue``: a fresh Redis message id, the enqueue
-        middleware hooks, Dramatiq's dispatch script, the wake-up push, in one
-        transaction on ``client`` (the caller's shared client; by default one the broker
-        opens). ``also`` may queue more commands on that transaction (an audit entry):
-        they are written if and only if the message is.
-        """
-        if client is None:
-            if self._async_client is None:
-                self._async_client = redis.asyncio.Redis.from_url(
-                    self._url,
-                    socket_timeout=5.0,
-                    socket_connect_timeout=2.0,
-                    # One retry on a dropped connection; a repeated enqueue is harmless
-                    # (the worker runs a command once whatever the deliveries).
-                    retry=AsyncRetry(NoBackoff(), 1),
-                    retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-                )
-            client = self._async_client
+    def prepare_enqueue(
+        self, message: dramatiq.Message[Any]
+    ) -> tuple[dramatiq.Message[Any], bytes]:
+        """``message`` with its Redis message id, and its encoding, for a caller that
+        queues it itself (``common/lua/submit.lua``, in the same step as the command's
+        store); the enqueue middleware hooks run before. Call ``enqueued`` after."""
         message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
         self.emit_before("enqueue", message, None)
-        args = self._enqueue_args(
-            message.queue_name, message.options["redis_message_id"], message.encode()
-        )
-        async with client.pipeline(transaction=True) as pipe:
-            # By EVAL: a script object on a pipeline costs a SCRIPT EXISTS round trip.
-            pipe.eval(_DISPATCH_SOURCE, 1, self.namespace, *args)
-            pipe.lpush(self.wake_key(message.queue_name), b"1")
-            pipe.ltrim(self.wake_key(message.queue_name), 0, WAKE_LIST_MAX - 1)
-            if also is not None:
-                also(pipe)
-            await pipe.execute()
+        return message, message.encode()
+
+    def enqueued(self, message: dramatiq.Message[Any]) -> None:
+        """The after-enqueue hooks for a message ``prepare_enqueue`` prepared."""
         self.emit_after("enqueue", message, None)
 
 

@@ -6,10 +6,14 @@ itself when the server does not know it (after a restart). Queued on a pipeline,
 runs by ``EVAL`` with its source (``queue``): redis-py would otherwise check
 ``SCRIPT EXISTS`` before every pipeline, one more round trip, and a ``NOSCRIPT`` inside
 a transaction would leave the other commands applied without it.
+
+A line ``--#include NAME`` is replaced by ``common/lua/lib/NAME.lua``: Lua helpers that
+more than one script needs (the audit append) are written once.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +25,8 @@ import redis.asyncio
 __all__ = ["LuaScript", "lua_script"]
 
 SCRIPTS_DIR = Path(__file__).with_name("lua")
+LIB_DIR = SCRIPTS_DIR / "lib"
+_INCLUDE = re.compile(r"^--#include ([a-z_]+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,4 +52,9 @@ class LuaScript:
 @cache
 def lua_script(name: str) -> LuaScript:
     """The script ``common/lua/<name>.lua``."""
-    return LuaScript(name, (SCRIPTS_DIR / f"{name}.lua").read_text())
+    source = (SCRIPTS_DIR / f"{name}.lua").read_text()
+    return LuaScript(name, _INCLUDE.sub(lambda m: _library(m.group(1)).rstrip("\n"), source))
+
+
+def _library(name: str) -> str:
+    return (LIB_DIR / f"{name}.lua").read_text()
