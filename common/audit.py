@@ -119,12 +119,10 @@ class AuditLog:
     def record(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> None:
         self._record(keys=[self._key], args=_record_args(self._settings, action, outcome, values))
 
-    def queue(
-        self, pipe: Any, action: AuditAction, *, outcome: str = "success", **values: Any
-    ) -> None:
-        """Queue ``record`` on ``pipe`` (written when the pipeline executes)."""
-        args = _record_args(self._settings, action, outcome, values)
-        _RECORD_SCRIPT.queue(pipe, [self._key], args)
+    def args(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> list[str]:
+        """One entry's script arguments, for a script that writes it with its own change
+        (``common/lua/lib/audit_append.lua``); the entry's time is taken now."""
+        return _record_args(self._settings, action, outcome, values)
 
 
 class AsyncAuditLog:
@@ -146,10 +144,6 @@ class AsyncAuditLog:
         """The script's keys and arguments for one entry, to ``queue`` on a pipeline later
         (the entry's time is taken now)."""
         return [self._key], _record_args(self._settings, action, outcome, values)
-
-    def queue(self, pipe: Any, keys: list[str], args: list[str]) -> None:
-        """Queue an entry built by ``args`` on ``pipe``."""
-        _RECORD_SCRIPT.queue(pipe, keys, args)
 
     async def query(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
         """Newest first, filtered; returns ``(page, total matching)``."""
