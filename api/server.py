@@ -19,10 +19,13 @@ from common.settings import Settings
 __all__ = ["listeners", "uvicorn_config"]
 
 
-def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
-    """The server's configuration; the sockets come from ``listeners``."""
+def uvicorn_config(settings: Settings, app: FastAPI | str, *, workers: int = 1) -> uvicorn.Config:
+    """The server's configuration; the sockets come from ``listeners``. ``app`` is the
+    app, or (``workers`` > 1) the import path of a factory each process calls."""
     return uvicorn.Config(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
