@@ -124,6 +124,7 @@ async def submit(
         raise
     vehicle_id = str(body.vehicle_id)
     command_id = str(uuid.uuid4())
+    structlog.contextvars.bind_contextvars(command_id=command_id)  # every line from here on
     idem_key = None
     if idempotency_key is not None:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()

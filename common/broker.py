@@ -47,9 +47,6 @@ _DISPATCH_SOURCE: str = (
     if isinstance(_scripts["dispatch"], bytes)
     else _scripts["dispatch"]
 )
-#: Dramatiq's time limit is a backstop: the connector's own deadline (the policy's
-#: time limit) ends a stuck exchange first and records ``timeout``.
-TIME_LIMIT_MARGIN_MS = 5_000
 
 
 class _WakingConsumer(_RedisConsumer):
@@ -196,19 +193,14 @@ def command_message(
 ) -> dramatiq.Message[None]:
     """The message that asks the command type's actor to execute ``command_id``.
 
-    The policy travels in the message options, so Dramatiq's retry and age limits
-    follow the policy the api validated the command against.
+    It carries no retry, age or time-limit options: each has one source, the command
+    type's policy, read where it is used (the deadline by the api when it stores the
+    command; retries, back-off and time limits by the worker, ``workers.actors``).
     """
     return dramatiq.Message(
         queue_name=policy.queue_name,
         actor_name=command_type.actor_name,
         args=(command_id,),
         kwargs={"request_id": request_id, "vehicle_id": vehicle_id},
-        options={
-            "max_retries": policy.max_retries,
-            "min_backoff": policy.min_backoff_ms,
-            "max_backoff": policy.max_backoff_ms,
-            "max_age": policy.max_age_ms,
-            "time_limit": policy.time_limit_ms + TIME_LIMIT_MARGIN_MS,
-        },
+        options={},
     )
