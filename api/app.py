@@ -78,7 +78,6 @@ def create_app(settings: Settings) -> FastAPI:
                     await task
             await retention.stop()
             await presence.stop()
-            await broker.aclose_async()
             broker.close()
             await client.aclose()
 
@@ -104,7 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
-    app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(HttpMetrics, metrics=metrics, access_log=settings.access_log)
     app.add_middleware(MetricsListener, port=settings.api_metrics_port)
     app.add_middleware(RequestIdMiddleware)
     if settings.trusted_proxies:

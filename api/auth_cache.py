@@ -9,6 +9,14 @@ process drops what it remembered about that token or user when the event arrives
 the change normally takes effect everywhere within a Pub/Sub delivery, and within the
 TTL at worst (the subscription is down or reconnecting; every entry is dropped when it
 comes back). A role change or a re-activation (no event) also shows within the TTL.
+
+Verifying a token's signature is itself a large share of a request (PyJWT checks on
+every call that the HMAC secret is not an asymmetric key). A token string that verified
+once verifies the same way until it expires: its claims are fixed, and issuer, audience
+and secret are this process's settings. So verified tokens are kept, claims and all,
+until their ``exp`` (at most ``VERIFIED_MAX`` of them); revocation and the user are
+still checked as above. An invalid token is never kept, so it is verified, and refused,
+every time.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ log = structlog.get_logger(__name__)
 
 #: Entries kept before expired ones are pruned.
 PRUNE_ABOVE = 10_000
+#: Verified token strings kept at most; past it the oldest half is dropped.
+VERIFIED_MAX = 10_000
 #: Back-off bounds (seconds) between attempts to resubscribe to the auth events.
 RESUBSCRIBE_MIN_S, RESUBSCRIBE_MAX_S = 0.05, 1.0
 
@@ -49,12 +59,16 @@ class AuthCache:
         keys: Keys,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._client = client
         self._keys = keys
         self._ttl_s = settings.auth_cache_ttl_s
         self._clock = clock
+        self._wall_clock = wall_clock
+        #: token string -> its verified claims (insertion order: oldest first)
+        self._verified: dict[str, TokenClaims] = {}
         #: token id -> when it was last read as not revoked
         self._tokens: dict[str, float] = {}
         #: user id -> (when read, the user or None when unknown)
@@ -65,7 +79,7 @@ class AuthCache:
 
     async def authenticate(self, token: str) -> tuple[User, TokenClaims]:
         """The active user behind ``token``; raise ``AuthError`` with a client-safe message."""
-        claims = decode_token(self._settings, token, "access")
+        claims = self._verify(token)
         now = self._clock()
         checked = self._tokens.get(claims.jti)
         cached = self._users.get(claims.sub)
@@ -86,6 +100,21 @@ class AuthCache:
         if user is None or not user.active:
             raise AuthError("User inactive or unknown")
         return user, claims
+
+    def _verify(self, token: str) -> TokenClaims:
+        """The token's claims: verified once, then remembered until the token expires."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if self._wall_clock() < claims.expires_at.timestamp():
+                return claims
+            del self._verified[token]
+            raise AuthError("Token expired")
+        claims = decode_token(self._settings, token, "access")
+        if len(self._verified) >= VERIFIED_MAX:
+            for stale in list(self._verified)[: VERIFIED_MAX // 2]:
+                del self._verified[stale]
+        self._verified[token] = claims
+        return claims
 
     async def _read(self, claims: TokenClaims) -> tuple[bool, User | None]:
         async with self._client.pipeline(transaction=False) as pipe:

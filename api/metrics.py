@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, cast
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -24,6 +25,8 @@ from common.eventlog import DURATION_BUCKETS_S
 from common.http_errors import error_response
 
 __all__ = ["ApiMetrics", "HttpMetrics", "MetricsListener", "metrics_endpoint"]
+
+log = structlog.get_logger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -89,7 +92,7 @@ class ApiMetrics:
             for name in state.policies:
                 pipe.hgetall(keys.stats(f"duration:{name}"))
             for queue in queues:
-                pipe.llen(f"{keys.broker_namespace}:{queue}")
+                pipe.llen(keys.broker_queue(queue))
             results = await pipe.execute()
         totals = cast(dict[str, str], results[0])
         durations = dict(zip(state.policies, results[1 : 1 + len(state.policies)], strict=True))
@@ -99,11 +102,13 @@ class ApiMetrics:
 
 
 class HttpMetrics:
-    """Pure ASGI middleware counting requests by route template (not raw path)."""
+    """Pure ASGI middleware counting requests by route template (not raw path), and
+    with ``access_log`` the request's log line (path without its query string)."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, access_log: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,8 +128,20 @@ class HttpMetrics:
         finally:
             route = _route_template(scope)
             method = scope["method"]
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route, method).observe(elapsed)
+            if self.access_log:
+                client = scope.get("client")
+                log.info(
+                    "http_request",
+                    method=method,
+                    path=scope["path"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    client=client[0] if client else None,
+                )
 
 
 def _route_template(scope: Scope) -> str:

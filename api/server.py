@@ -19,15 +19,21 @@ from common.settings import Settings
 __all__ = ["listeners", "uvicorn_config"]
 
 
-def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
-    """The server's configuration; the sockets come from ``listeners``."""
+def uvicorn_config(settings: Settings, app: FastAPI | str, *, workers: int = 1) -> uvicorn.Config:
+    """The server's configuration; the sockets come from ``listeners``. ``app`` is the
+    app, or (``workers`` > 1) the import path of a factory each process calls."""
     return uvicorn.Config(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
+        access_log=False,  # the app's own line (SOVD_ACCESS_LOG), without query strings
         proxy_headers=False,  # the app decides which peers may forward (trusted_proxies)
         ws="none",
+        loop="uvloop",
+        http="httptools",
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import redis
 import structlog
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from api.schemas import CommandCreate
 from api.state import AppState
 from common.access import can_view_command
 from common.audit import AuditAction
-from common.broker import command_message
+from common.broker import WAKE_LIST_MAX, command_message
 from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus, CommandType
 from common.errors import (
     ConflictError,
@@ -111,9 +112,9 @@ async def submit(
 ) -> Submission:
     """Create and queue the command, or explain precisely why not (raises ``AppError``).
 
-    Two round trips on the common path: one script counts the rate limit, reads the
-    vehicle, admits the command on it and stores it (``common/lua/submit.lua``); one
-    transaction queues the message and writes the audit entry.
+    One round trip on the common path: one script counts the rate limit, reads the
+    vehicle, admits the command on it, stores it, queues its message and writes its
+    audit entry (``common/lua/submit.lua``).
     """
     try:
         command_type, params, policy = check(user, body, state.policies)
@@ -123,6 +124,7 @@ async def submit(
         raise
     vehicle_id = str(body.vehicle_id)
     command_id = str(uuid.uuid4())
+    structlog.contextvars.bind_contextvars(command_id=command_id)  # every line from here on
     idem_key = None
     if idempotency_key is not None:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
@@ -149,8 +151,13 @@ async def submit(
     )
     audit = {"user_id": user.user_id, "username": user.username, "command_id": command_id,
              "vehicle_id": vehicle_id, **who}  # fmt: skip
+    audit_args = state.audit.args(
+        AuditAction.COMMAND_SUBMITTED,
+        details={"command_name": command_type.name, "command_params": params},
+        **audit,
+    )
     try:
-        outcome = await _admit(state, command, command_type, policy)
+        outcome = await _admit(state, command, command_type, policy, audit_args=audit_args[1])
     except Exception as exc:
         if idem_key is not None:
             await state.redis.delete(idem_key)  # nothing was created: the key may be reused
@@ -166,17 +173,7 @@ async def submit(
             **audit,
         )
         raise _rejection(outcome, command)
-    await _enqueue(
-        state,
-        command,
-        command_type,
-        policy,
-        audit_args=state.audit.args(
-            AuditAction.COMMAND_SUBMITTED,
-            details={"command_name": command_type.name, "command_params": params},
-            **audit,
-        ),
-    )
+    log.info("command_submitted", command_name=command.command_name, vehicle_id=vehicle_id)
     return Submission(command)
 
 
@@ -216,14 +213,32 @@ async def _replay(state: AppState, idem_key: str, fingerprint: str, vehicle_id: 
 
 
 async def _admit(
-    state: AppState, command: CommandRecord, command_type: CommandType, policy: CommandPolicy
+    state: AppState,
+    command: CommandRecord,
+    command_type: CommandType,
+    policy: CommandPolicy,
+    *,
+    audit_args: list[str],
 ) -> Vehicle | None:
-    """Run the submit script: ``None`` when admitted and stored, the vehicle when it is
-    offline (nothing stored); raise the refusal otherwise."""
+    """Run the submit script: ``None`` when admitted, stored, queued and audited, the
+    vehicle when it is offline (nothing stored); raise the refusal otherwise (503 when
+    Redis cannot be reached: then nothing was stored)."""
     assert command.deadline_at is not None  # set by submit()
     key, window_s, limit = state.submit_limiter.window(command.user_id)
     keys = state.keys
-    argv: list[str | float] = [
+    message, data = state.broker.prepare_enqueue(
+        command_message(
+            command_type,
+            policy,
+            command.command_id,
+            request_id=command.request_id,
+            vehicle_id=command.vehicle_id,
+        )
+    )
+    fields: list[str | float | bytes] = []
+    for name, value in command.to_redis().items():
+        fields += [name, value]
+    argv: list[str | float | bytes] = [
         window_s,
         limit,
         command.command_id,
@@ -231,25 +246,44 @@ async def _admit(
         policy.max_concurrent_per_vehicle,
         command.submitted_at.timestamp(),
         command.deadline_at.timestamp() + state.settings.deadline_grace_s,
+        message.options["redis_message_id"],
+        data,
+        WAKE_LIST_MAX,
+        len(fields),
+        *fields,
+        *audit_args,
     ]
-    for name, value in command.to_redis().items():
-        argv += [name, value]
-    result = await state.submit_script(
-        keys=[
-            key,
-            keys.vehicle(command.vehicle_id),
-            keys.vehicle_active(command.vehicle_id),
-            keys.command(command.command_id),
-            keys.commands,
-            keys.commands_by_user(command.user_id),
-            keys.commands_by_vehicle(command.vehicle_id),
-            keys.deadlines,
-            keys.commands_by_status(CommandStatus.PENDING),
-            keys.commands_by_type(command.command_name),
-        ],
-        args=argv,
-    )
-    return admission_outcome(list(result), command)
+    queue = policy.queue_name
+    try:
+        result = await state.submit_script(
+            keys=[
+                key,
+                keys.vehicle(command.vehicle_id),
+                keys.vehicle_active(command.vehicle_id),
+                keys.command(command.command_id),
+                keys.commands,
+                keys.commands_by_user(command.user_id),
+                keys.commands_by_vehicle(command.vehicle_id),
+                keys.deadlines,
+                keys.broker_queue(queue),
+                keys.broker_queue_messages(queue),
+                keys.broker_wake(queue),
+                keys.audit,
+                keys.commands_by_status(CommandStatus.PENDING),
+                keys.commands_by_type(command.command_name),
+            ],
+            args=argv,
+        )
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.error("command_submit_failed", error=str(exc))
+        raise ServiceUnavailableError(
+            "The command could not be stored or queued (Redis unavailable); nothing was "
+            "kept. Try again later."
+        ) from None
+    outcome = admission_outcome(list(result), command)
+    if outcome is None:
+        state.broker.enqueued(message)
+    return outcome
 
 
 def admission_outcome(result: list[Any], command: CommandRecord) -> Vehicle | None:
@@ -292,52 +326,3 @@ async def _record_rejection(state: AppState, command: CommandRecord, vehicle: Ve
         ),
     )
     log.info("command_rejected", reason="vehicle_offline", vehicle_id=vehicle.vehicle_id)
-
-
-async def _enqueue(
-    state: AppState,
-    command: CommandRecord,
-    command_type: CommandType,
-    policy: CommandPolicy,
-    *,
-    audit_args: tuple[list[str], list[str]],
-) -> None:
-    """Queue the message and write its audit entry in one transaction (after the store)."""
-    message = command_message(
-        command_type,
-        policy,
-        command.command_id,
-        request_id=command.request_id,
-        vehicle_id=command.vehicle_id,
-    )
-    try:
-        await state.broker.enqueue_async(
-            message, also=lambda pipe: state.audit.queue(pipe, *audit_args)
-        )
-    except Exception as exc:
-        log.error("command_enqueue_failed", error=str(exc))
-        await _mark_enqueue_failed(state, command.command_id)
-        raise ServiceUnavailableError(
-            "The command could not be queued; it was recorded as failed. Try again later."
-        ) from None
-    log.info("command_submitted", command_name=command.command_name, vehicle_id=command.vehicle_id)
-
-
-async def _mark_enqueue_failed(state: AppState, command_id: str) -> None:
-    message = "Could not queue the command (message broker unavailable)"
-    now = utcnow()
-    try:
-        await state.events.append(
-            StatusEvent(
-                command_id=command_id,
-                status=CommandStatus.FAILED,
-                completed_at=now,
-                error_message=message,
-            ),
-            fields={"completed_at": isoformat(now), "error_message": message},
-            error=ErrorEvent(
-                command_id=command_id, error_message=message, error_code="enqueue_failed"
-            ),
-        )
-    except Exception as exc:  # Redis itself is down: the deadline sweeper will end it
-        log.error("command_mark_failed_failed", error=str(exc))

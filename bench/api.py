@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from bench.flame import py_spy, top_frames
 from bench.latency import _tree_cpu_s as tree_cpu_s
 from common.fleet import demo_fleet
 from common.vehicles import ConnectionStatus
@@ -213,28 +214,19 @@ def main() -> None:
                   "bare and ours alternating.")  # fmt: skip
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
-                out = args.profile / "api-submit.txt"
-                spy = subprocess.Popen(
-                    [
-                        "py-spy",
-                        "record",
-                        "-p",
-                        str(api.pid),
-                        "-d",
-                        str(int(args.duration)),
-                        "-f",
-                        "raw",
-                        "-o",
-                        str(out),
-                        "--nonblocking",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                scenarios["submit"](ours)
-                spy.wait()
-                print(f"\nprofile of the api under the submit load ({out}):")
-                print("\n".join(summarize_profile(out)))
+                for name, run in scenarios.items():
+                    out = args.profile / f"api-{name}.txt"
+                    spy = subprocess.Popen(
+                        [py_spy(), "record", "-p", str(api.pid), "-d", str(int(args.duration)),
+                         "-r", "250", "-f", "raw", "-o", str(out), "--nonblocking"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    run(ours)
+                    spy.wait()
+                    print(f"\nprofile of the api under the {name} load ({out}):")
+                    print("\n".join(summarize_profile(out)))
+                    print("\n".join(top_frames(out, thread_needle="uvicorn/server.py", top=20)))
     finally:
         for process in processes:
             process.terminate()

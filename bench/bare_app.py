@@ -3,7 +3,8 @@
 ``POST /api/v1/commands``: bearer header, a pydantic-validated JSON body, 202 and a JSON
 body out. ``GET /api/v1/vehicles/{vehicle_id}``: bearer header, a UUID path parameter,
 a JSON body out. Served by ``python -m bench.bare_app PORT`` on the same uvicorn settings
-as ``python -m api``.
+as ``python -m api`` (``api.server.uvicorn_config``: httptools, uvloop, no access log, no
+proxy headers), one process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+
+from api.server import uvicorn_config
+from common.settings import Settings
 
 __all__ = ["app"]
 
@@ -67,6 +71,5 @@ async def read(vehicle_id: uuid.UUID, credentials: Credentials) -> dict[str, Any
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, proxy_headers=True, ws="none"
-    )
+    settings = Settings(_env_file=None, api_host="127.0.0.1", api_port=int(sys.argv[1]))
+    uvicorn.Server(uvicorn_config(settings, app)).run()

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from urllib.parse import urlsplit
 
-__all__ = ["build_request", "run"]
+__all__ = ["build_request", "run", "send_all"]
 
 
 def build_request(method: str, url: str, headers: list[str], body: str | None) -> bytes:
@@ -64,6 +64,40 @@ async def _connection(
                 latencies.append(done - started)
     finally:
         writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return int(head[9:12]), (await reader.readexactly(length) if length else b"")
+
+
+async def send_all(url: str, requests: list[bytes], *, connections: int) -> list[bytes]:
+    """Send every prebuilt request once over ``connections`` keep-alive connections (one
+    in flight each); the response bodies, in the order of ``requests``. Raises on a
+    status of 400 or more."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    bodies: list[bytes] = [b""] * len(requests)
+    pending = iter(range(len(requests)))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for index in pending:
+                writer.write(requests[index])
+                status, body = await _read_response(reader)
+                if status >= 400:
+                    raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+                bodies[index] = body
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return bodies
 
 
 async def run(

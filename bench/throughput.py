@@ -39,13 +39,17 @@ import httpx2 as httpx
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from bench.flame import py_spy, top_frames
 from bench.latency import _tree_cpu_s as tree_cpu_s
+from bench.loadgen import build_request, send_all
 from common.fleet import demo_fleet
 from common.keys import Keys
 from common.vehicles import ConnectionStatus
 from tests.support import ROOT, RedisServer, Stack, running_stack, wait_for, worker_argv
 
 SECRET = "bench-secret-that-is-long-enough-0123456789abcdef"  # noqa: S105 - private bench stack
+#: The api as docs/operations.md tells operators to run it on a machine of this size.
+API_PROCESSES = 2
 TERMINAL = {"completed", "failed", "timeout", "cancelled", "rejected"}
 UNLIMITED = json.dumps(
     {name: {"max_concurrent_per_vehicle": 1_000_000} for name in ("ReadDTC", "ReadDataByID")}
@@ -59,28 +63,34 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 async def _submit_all(stack: Stack, commands: int, concurrency: int) -> list[str]:
+    """Submit ``commands`` ReadDataByID commands over ``concurrency`` keep-alive
+    connections with the small client of bench/loadgen.py (prebuilt requests), so the
+    load generator costs the shared cores little; the command ids in submission order."""
     vehicles = [v for v in demo_fleet() if v.connection_status == ConnectionStatus.CONNECTED]
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
         login = await http.post(
             "/api/v1/auth/login", json={"username": "engineer", "password": "engineer-demo-pass"}
         )
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        ids: list[str] = []
-        counter = iter(range(commands))
-
-        async def submitter() -> None:
-            for n in counter:
-                body = {
-                    "vehicle_id": vehicles[n % len(vehicles)].vehicle_id,
+    header = f"Authorization: Bearer {login.json()['access_token']}"
+    url = f"{stack.api_url}/api/v1/commands"
+    per_vehicle = [
+        build_request(
+            "POST",
+            url,
+            [header],
+            json.dumps(
+                {
+                    "vehicle_id": v.vehicle_id,
                     "command_name": "ReadDataByID",
                     "command_params": {"ecuAddress": "0x10", "dataId": "0xF190"},
                 }
-                response = await http.post("/api/v1/commands", headers=headers, json=body)
-                response.raise_for_status()
-                ids.append(response.json()["command_id"])
-
-        await asyncio.gather(*(submitter() for _ in range(concurrency)))
-        return ids
+            ),
+        )
+        for v in vehicles
+    ]
+    requests = [per_vehicle[n % len(per_vehicle)] for n in range(commands)]
+    bodies = await send_all(url, requests, connections=concurrency)
+    return [json.loads(body)["command_id"] for body in bodies]
 
 
 def _start_workers(
@@ -111,9 +121,12 @@ def run_service(
     concurrency: int,
     *,
     drain: bool,
+    profile: Path | None = None,
+    api_processes: int = 1,
 ) -> tuple[str, float]:
     """Through the API with the workers running, or (``drain``) submit first, then work."""
     env = {
+        "SOVD_API_PROCESSES": str(api_processes),
         "SOVD_SIM_DELAY_SCALE": "0",
         "SOVD_POLICIES": UNLIMITED,
         "SOVD_SUBMIT_RATE_PER_MINUTE": "1000000",
@@ -134,6 +147,15 @@ def run_service(
             workers = _start_workers(stack, processes, threads, Path(logs) / "drain.log")
             drain_started = time.time()
             cpu_before = tree_cpu_s(workers.pid)
+            redis_before = tree_cpu_s(server.process.pid)
+            spy = None
+            if profile is not None:
+                spy = subprocess.Popen(
+                    [py_spy(), "record", "--subprocesses", "--gil", "-p", str(workers.pid),
+                     "-d", "3", "-r", "250", "-f", "raw", "-o", str(profile), "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
 
         def all_done() -> bool:
             with client.pipeline(transaction=False) as pipe:
@@ -142,7 +164,12 @@ def run_service(
                 return all(status in TERMINAL for status in pipe.execute())
 
         wait_for(all_done, timeout_s=600, interval_s=0.2, what="every command to finish")
+        if drain and profile is not None and spy is not None:
+            spy.wait()
         cpu_us = (tree_cpu_s(workers.pid) - cpu_before) / commands * 1e6 if workers else 0.0
+        redis_us = (
+            (tree_cpu_s(server.process.pid) - redis_before) / commands * 1e6 if workers else 0.0
+        )
         with client.pipeline(transaction=False) as pipe:
             for command_id in ids:
                 pipe.hmget(keys.command(command_id), "submitted_at", "completed_at", "status")
@@ -157,7 +184,8 @@ def run_service(
     if drain:
         rate = commands / (max(completed).timestamp() - drain_started)
         row = (f"| drain | {processes} x {threads} threads | {rate:,.0f} | | | | {statuses}; "
-               f"worker CPU {cpu_us:,.0f} µs/command |")  # fmt: skip
+               f"worker CPU {cpu_us:,.0f} µs/command, "
+               f"Redis {redis_us:,.0f} µs/command |")  # fmt: skip
         return row, rate
     latency = [(c - s).total_seconds() * 1000 for s, c in zip(submitted, completed, strict=True)]
     rate = commands / (max(completed) - min(submitted)).total_seconds()
@@ -170,7 +198,7 @@ def run_service(
 
 def run_ceiling(
     server: RedisServer, processes: int, threads: int, messages: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Messages/s of a stock Dramatiq no-op actor in ``processes`` x ``threads`` worker
     processes (the ``dramatiq`` CLI, as ours), messages enqueued first, then drained."""
     namespace = f"ceiling-{time.time_ns()}"
@@ -194,15 +222,17 @@ def run_ceiling(
         wait_for(lambda: broker.client.zcard(f"{namespace}:__heartbeats__") > 0, timeout_s=60,
                  interval_s=0.005, what="the no-op workers")  # fmt: skip
         started, cpu_before = time.perf_counter(), tree_cpu_s(process.pid)
+        redis_before = tree_cpu_s(server.process.pid)
         wait_for(lambda: broker.client.hlen(f"{namespace}:noop.msgs") == 0, timeout_s=300,
                  interval_s=0.02, what="the no-ops")  # fmt: skip
         elapsed = time.perf_counter() - started
         cpu_us = (tree_cpu_s(process.pid) - cpu_before) / messages * 1e6
+        redis_us = (tree_cpu_s(server.process.pid) - redis_before) / messages * 1e6
     finally:
         process.terminate()
         process.wait()
         broker.close()
-    return messages / elapsed, cpu_us
+    return messages / elapsed, cpu_us, redis_us
 
 
 def main() -> None:
@@ -212,6 +242,17 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--ceiling-messages", type=int, default=5000)
+    parser.add_argument(
+        "--modes", nargs="+", default=["through the API", "drain", "ceiling"],
+        choices=["through the API", "drain", "ceiling"],
+    )  # fmt: skip
+    parser.add_argument(
+        "--api-processes", type=int, default=API_PROCESSES,
+        help="SOVD_API_PROCESSES of the api (docs/operations.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the 1-process drain into this folder"
+    )
     args = parser.parse_args()
     server = RedisServer()
     server.start()
@@ -219,28 +260,40 @@ def main() -> None:
         print("| mode | worker processes | commands/s | p50 ms | p95 ms | p99 ms | statuses |")
         print("|---|---|---|---|---|---|---|")
         rates: dict[tuple[str, int], float] = {}
-        for mode in ("through the API", "drain", "ceiling"):
+        for mode in args.modes:
             for processes in args.processes:
                 if mode == "ceiling":
-                    rate, cpu_us = run_ceiling(
+                    rate, cpu_us, redis_us = run_ceiling(
                         server, processes, args.threads, args.ceiling_messages
                     )
                     row = (f"| Dramatiq no-op actor (ceiling) | {processes} x {args.threads} "
                            f"threads | {rate:,.0f} | | | | "
-                           f"CPU {cpu_us:,.0f} µs/message |")  # fmt: skip
+                           f"CPU {cpu_us:,.0f} µs/message, "
+                           f"Redis {redis_us:,.0f} µs/message |")  # fmt: skip
                 else:
+                    profile = None
+                    if args.profile is not None and mode == "drain" and processes == 1:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        profile = args.profile / "worker-drain.txt"
                     row, rate = run_service(server, processes, args.threads, args.commands,
-                                            args.concurrency, drain=mode == "drain")  # fmt: skip
+                                            args.concurrency, drain=mode == "drain",
+                                            profile=profile,
+                                            api_processes=args.api_processes)  # fmt: skip
                 rates[mode, processes] = rate
                 print(row, flush=True)
+                if profile is not None:
+                    print("\n".join(top_frames(profile, thread_needle="workers/", top=25)))
         print(f"\n{args.commands} commands per run, {args.concurrency} concurrent submitters, "
-              f"{args.ceiling_messages} no-op messages.")  # fmt: skip
+              f"{args.ceiling_messages} no-op messages, api processes: "
+              f"{args.api_processes}.")  # fmt: skip
         for processes in args.processes:
+            if ("drain", processes) not in rates or ("ceiling", processes) not in rates:
+                continue
             print(f"{processes} process(es): drain / no-op ceiling = "
                   f"{rates['drain', processes] / rates['ceiling', processes]:.2f}")  # fmt: skip
         if len(args.processes) > 1:
             one, more = args.processes[0], args.processes[-1]
-            for mode in ("through the API", "drain", "ceiling"):
+            for mode in args.modes:
                 print(f"{mode}: {more} processes / {one} = "
                       f"{rates[mode, more] / rates[mode, one]:.2f}")  # fmt: skip
     finally:

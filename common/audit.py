@@ -138,12 +138,10 @@ class AuditLog:
         args = _record_args(self._keys, self._settings, action, outcome, values)
         self._record(keys=[self._key], args=args)
 
-    def queue(
-        self, pipe: Any, action: AuditAction, *, outcome: str = "success", **values: Any
-    ) -> None:
-        """Queue ``record`` on ``pipe`` (written when the pipeline executes)."""
-        args = _record_args(self._keys, self._settings, action, outcome, values)
-        _RECORD_SCRIPT.queue(pipe, [self._key], args)
+    def args(self, action: AuditAction, *, outcome: str = "success", **values: Any) -> list[str]:
+        """One entry's script arguments, for a script that writes it with its own change
+        (``common/lua/lib/audit_append.lua``); the entry's time is taken now."""
+        return _record_args(self._keys, self._settings, action, outcome, values)
 
 
 class AsyncAuditLog:
@@ -169,8 +167,10 @@ class AsyncAuditLog:
         return [self._key], _record_args(self._keys, self._settings, action, outcome, values)
 
     def queue(self, pipe: Any, keys: list[str], args: list[str]) -> None:
-        """Queue an entry built by ``args`` on ``pipe``."""
-        _RECORD_SCRIPT.queue(pipe, keys, args)
+        """Queue an entry built by ``args`` on ``pipe`` (a ``MULTI`` transaction that
+        writes it with its own change). By ``EVAL`` with the source: a ``NOSCRIPT``
+        inside a transaction would leave the rest applied without the entry."""
+        pipe.eval(_RECORD_SCRIPT.source, len(keys), *keys, *args)
 
     async def query(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
         """Newest first, filtered; returns ``(page, total matching)``.

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import dramatiq
 import redis
-import redis.asyncio
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer, _scripts
 from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 
 from common.commands import CommandType
 from common.keys import Keys
@@ -50,9 +47,6 @@ _DISPATCH_SOURCE: str = (
     if isinstance(_scripts["dispatch"], bytes)
     else _scripts["dispatch"]
 )
-#: Dramatiq's time limit is a backstop: the connector's own deadline (the policy's
-#: time limit) ends a stuck exchange first and records ``timeout``.
-TIME_LIMIT_MARGIN_MS = 5_000
 
 
 class _WakingConsumer(_RedisConsumer):
@@ -99,13 +93,6 @@ class WakingRedisBroker(RedisBroker):
         self._keys = keys
         self._url = url
         self.min_prefetch = MIN_PREFETCH
-        self._async_client: redis.asyncio.Redis | None = None
-
-    async def aclose_async(self) -> None:
-        """Close the asyncio connection ``enqueue_async`` opened, if any."""
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
 
     def close(self) -> None:
         """Close the broker and its connections (Dramatiq's close leaves the pool open)."""
@@ -162,46 +149,18 @@ class WakingRedisBroker(RedisBroker):
             pipe.ltrim(self.wake_key(queue_name), 0, WAKE_LIST_MAX - 1)
             return pipe.execute()[0]
 
-    async def enqueue_async(
-        self,
-        message: dramatiq.Message[Any],
-        *,
-        client: redis.asyncio.Redis | None = None,
-        also: Callable[[Any], None] | None = None,
-    ) -> None:
-        """``enqueue`` (without delay) for asyncio callers: no thread hop in the api.
-
-        Same steps as ``RedisBroker.enqueue``: a fresh Redis message id, the enqueue
-        middleware hooks, Dramatiq's dispatch script, the wake-up push, in one
-        transaction on ``client`` (the caller's shared client; by default one the broker
-        opens). ``also`` may queue more commands on that transaction (an audit entry):
-        they are written if and only if the message is.
-        """
-        if client is None:
-            if self._async_client is None:
-                self._async_client = redis.asyncio.Redis.from_url(
-                    self._url,
-                    socket_timeout=5.0,
-                    socket_connect_timeout=2.0,
-                    # One retry on a dropped connection; a repeated enqueue is harmless
-                    # (the worker runs a command once whatever the deliveries).
-                    retry=AsyncRetry(NoBackoff(), 1),
-                    retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-                )
-            client = self._async_client
+    def prepare_enqueue(
+        self, message: dramatiq.Message[Any]
+    ) -> tuple[dramatiq.Message[Any], bytes]:
+        """``message`` with its Redis message id, and its encoding, for a caller that
+        queues it itself (``common/lua/submit.lua``, in the same step as the command's
+        store); the enqueue middleware hooks run before. Call ``enqueued`` after."""
         message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
         self.emit_before("enqueue", message, None)
-        args = self._enqueue_args(
-            message.queue_name, message.options["redis_message_id"], message.encode()
-        )
-        async with client.pipeline(transaction=True) as pipe:
-            # By EVAL: a script object on a pipeline costs a SCRIPT EXISTS round trip.
-            pipe.eval(_DISPATCH_SOURCE, 1, self.namespace, *args)
-            pipe.lpush(self.wake_key(message.queue_name), b"1")
-            pipe.ltrim(self.wake_key(message.queue_name), 0, WAKE_LIST_MAX - 1)
-            if also is not None:
-                also(pipe)
-            await pipe.execute()
+        return message, message.encode()
+
+    def enqueued(self, message: dramatiq.Message[Any]) -> None:
+        """The after-enqueue hooks for a message ``prepare_enqueue`` prepared."""
         self.emit_after("enqueue", message, None)
 
 
@@ -234,19 +193,14 @@ def command_message(
 ) -> dramatiq.Message[None]:
     """The message that asks the command type's actor to execute ``command_id``.
 
-    The policy travels in the message options, so Dramatiq's retry and age limits
-    follow the policy the api validated the command against.
+    It carries no retry, age or time-limit options: each has one source, the command
+    type's policy, read where it is used (the deadline by the api when it stores the
+    command; retries, back-off and time limits by the worker, ``workers.actors``).
     """
     return dramatiq.Message(
         queue_name=policy.queue_name,
         actor_name=command_type.actor_name,
         args=(command_id,),
         kwargs={"request_id": request_id, "vehicle_id": vehicle_id},
-        options={
-            "max_retries": policy.max_retries,
-            "min_backoff": policy.min_backoff_ms,
-            "max_backoff": policy.max_backoff_ms,
-            "max_age": policy.max_age_ms,
-            "time_limit": policy.time_limit_ms + TIME_LIMIT_MARGIN_MS,
-        },
+        options={},
     )

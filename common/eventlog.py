@@ -23,7 +23,7 @@ import redis.asyncio
 
 from common.commands import TERMINAL_STATUSES, CommandStatus
 from common.events import ErrorEvent, ResponseEvent, StatusEvent
-from common.keys import Keys, response_channel
+from common.keys import Fields, Keys, response_channel
 from common.lua import lua_script
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "UNKNOWN_COMMAND",
     "AsyncEventLog",
     "EventLog",
+    "Extras",
     "LogEntry",
 ]
 
@@ -64,6 +65,24 @@ def _body(event: AnyEvent) -> str:
     return event.model_dump_json(exclude={"seq"}, exclude_none=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What one script call does besides the event: an audit entry (the script
+    arguments ``AuditLog.args`` built), a delivery counted, a field read back."""
+
+    #: The audit entry's arguments (clock, max entries, MINID, field/value pairs).
+    audit: Sequence[str] = ()
+    #: Write the audit entry even when the change is refused (a redelivered start).
+    audit_always: bool = False
+    #: Command field incremented by one before the change.
+    count: str = ""
+    #: Command field whose value comes back with the result.
+    read: str = Fields.STATUS
+
+
+NO_EXTRAS = Extras()
+
+
 def _script_call(
     keys: Keys,
     event: AnyEvent,
@@ -73,6 +92,7 @@ def _script_call(
     fields: dict[str, str] | None,
     error: ErrorEvent | None,
     expect: Sequence[CommandStatus],
+    extras: Extras = NO_EXTRAS,
 ) -> tuple[list[str], list[str]]:
     command_id = event.command_id
     if isinstance(event, ResponseEvent):
@@ -101,7 +121,12 @@ def _script_call(
         " ".join(str(bound) for bound in DURATION_BUCKETS_S),
         keys.commands_by_status_prefix,
         str(len(bodies)),
+        ("always" if extras.audit_always else "recorded") if extras.audit else "",
+        str(len(extras.audit)),
+        extras.count,
+        extras.read,
         *bodies,
+        *extras.audit,
     ]
     for name, value in (fields or {}).items():
         argv += [name, value]
@@ -110,6 +135,7 @@ def _script_call(
         keys.command_responses(command_id),
         keys.command_events(command_id),
         keys.deadlines,
+        keys.audit,
     ], argv
 
 
@@ -139,33 +165,33 @@ class EventLog:
         fields: dict[str, str] | None = None,
         error: ErrorEvent | None = None,
         expect: Sequence[CommandStatus] = (),
+        extras: Extras = NO_EXTRAS,
     ) -> int:
         """Record and publish ``event`` (after ``error``, atomically, when given).
 
         ``expect`` limits the command's current status for the change to apply.
         Returns the last ``seq`` written, ``REFUSED`` or ``UNKNOWN_COMMAND``.
         """
-        keys, argv = _script_call(
-            self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields,
-            error=error, expect=expect,
-        )  # fmt: skip
-        return int(self._script(keys=keys, args=argv))
+        return self.append_and_read(
+            event, fields=fields, error=error, expect=expect, extras=extras
+        )[0]
 
-    def queue(
+    def append_and_read(
         self,
-        pipe: Any,
         event: AnyEvent,
         *,
         fields: dict[str, str] | None = None,
         error: ErrorEvent | None = None,
         expect: Sequence[CommandStatus] = (),
-    ) -> None:
-        """Queue ``append`` on ``pipe``; its result comes back from ``pipe.execute()``."""
+        extras: Extras = NO_EXTRAS,
+    ) -> tuple[int, str | None]:
+        """``append``, and the command's ``extras.read`` field after it (``None``: unset)."""
         keys, argv = _script_call(
             self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields,
-            error=error, expect=expect,
+            error=error, expect=expect, extras=extras,
         )  # fmt: skip
-        APPEND_SCRIPT.queue(pipe, keys, argv)
+        result, value = self._script(keys=keys, args=argv)
+        return int(result), (str(value) if value != "" else None)
 
 
 class AsyncEventLog:
@@ -191,7 +217,7 @@ class AsyncEventLog:
             self._keys, event, maxlen=self._maxlen, ttl_s=self._ttl_s, fields=fields,
             error=error, expect=expect,
         )  # fmt: skip
-        return int(await self._script(keys=keys, args=argv))
+        return int((await self._script(keys=keys, args=argv))[0])
 
     async def read_since(self, command_id: str, since: int = 0) -> list[LogEntry]:
         """Every logged event of the command with ``seq > since``, in order."""

@@ -179,6 +179,14 @@ class Keys:
         """Namespace of Dramatiq's own keys."""
         return f"{self.prefix}:dramatiq"
 
+    def broker_queue(self, queue_name: str) -> str:
+        """Dramatiq's list of a queue's message ids (``dispatch.lua``: ``$namespace:$queue``)."""
+        return f"{self.broker_namespace}:{queue_name}"
+
+    def broker_queue_messages(self, queue_name: str) -> str:
+        """Dramatiq's hash of a queue's messages by id (``$namespace:$queue.msgs``)."""
+        return f"{self.broker_namespace}:{queue_name}.msgs"
+
     def broker_wake(self, queue_name: str) -> str:
         """A queue's wake-up list (``common/broker.py``), under the broker namespace."""
         return f"{self.broker_namespace}:{queue_name}.wake"

@@ -1,15 +1,20 @@
 """The Redis Lua scripts (``common/lua/*.lua``), read once and registered on a client.
 
 Each script opens with a header naming every ``KEYS`` and ``ARGV`` slot and reads them
-into named locals. Called directly, a registered script runs by ``EVALSHA`` and loads
-itself when the server does not know it (after a restart). Queued on a pipeline, it
-runs by ``EVAL`` with its source (``queue``): redis-py would otherwise check
-``SCRIPT EXISTS`` before every pipeline, one more round trip, and a ``NOSCRIPT`` inside
-a transaction would leave the other commands applied without it.
+into named locals. A registered script runs by ``EVALSHA`` and loads itself when the
+server does not know it (after a restart). Scripts are called on their own, never
+queued on a pipeline: there redis-py checks ``SCRIPT EXISTS`` before every pipeline
+(one more round trip), or the source travels with every call, and a ``NOSCRIPT``
+inside a transaction leaves the other commands applied without it. What a pipeline
+would add goes into the script instead.
+
+A line ``--#include NAME`` is replaced by ``common/lua/lib/NAME.lua``: Lua helpers that
+more than one script needs (the audit append) are written once.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +26,8 @@ import redis.asyncio
 __all__ = ["LuaScript", "lua_script"]
 
 SCRIPTS_DIR = Path(__file__).with_name("lua")
+LIB_DIR = SCRIPTS_DIR / "lib"
+_INCLUDE = re.compile(r"^--#include ([a-z_]+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +45,13 @@ class LuaScript:
         """A callable ``await script(keys=[...], args=[...])`` for an asyncio client."""
         return client.register_script(self.source)
 
-    def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
-        """Queue the script on ``pipe`` (sync or asyncio pipeline) by ``EVAL``."""
-        pipe.eval(self.source, len(keys), *keys, *args)
-
 
 @cache
 def lua_script(name: str) -> LuaScript:
     """The script ``common/lua/<name>.lua``."""
-    return LuaScript(name, (SCRIPTS_DIR / f"{name}.lua").read_text())
+    source = (SCRIPTS_DIR / f"{name}.lua").read_text()
+    return LuaScript(name, _INCLUDE.sub(lambda m: _library(m.group(1)).rstrip("\n"), source))
+
+
+def _library(name: str) -> str:
+    return (LIB_DIR / f"{name}.lua").read_text()

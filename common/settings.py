@@ -215,6 +215,12 @@ class Settings(BaseSettings):
     grpc_gateway_port: int = Field(default=50051, ge=0, le=65535)
     grpc_gateway_max_calls: int = Field(default=64, gt=0)
     grpc_local_gateway: bool = True
+    # The api's request path (docs/operations.md, "Serving more requests")
+    #: One ``http_request`` log line per request, written by the api's own middleware
+    #: (uvicorn's access log is always off: it prints query strings).
+    access_log: bool = False
+    #: Processes ``python -m api`` serves its sockets with (one event loop each).
+    api_processes: int = Field(default=1, ge=1, le=64)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -7,10 +7,10 @@ transient vehicle error on a retry-safe type raises ``dramatiq.Retry`` (after a
 ends the command with exactly one terminal status. The decisions are in
 ``workers.decisions``; this module only reads, writes and drives the exchange.
 
-Round trips per command: one to load the command and its vehicle, one to count the
-attempt and record ``in_progress`` with its audit entry, one per response part (with
-the cancel flag read back), and one or two to finish (the audit entry only when the
-terminal status was recorded).
+Round trips per command: one to load the command (its cancel flag included) and its
+vehicle, one script call to count the attempt and record ``in_progress`` with its audit
+entry, one per response part (the cancel flag read back with it), and one to record
+the terminal status with its audit entry (the connector's own exchange aside).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from common.audit import AuditAction
 from common.commands import RETRYING, TERMINAL_STATUSES, CommandRecord, CommandStatus
+from common.eventlog import Extras
 from common.events import ErrorEvent, Response, ResponseEvent, StatusEvent
 from common.keys import Fields
 from common.timeutil import isoformat, utcnow
@@ -65,8 +66,8 @@ class CancelFlag:
         self._value = False
         self._read_at = float("-inf")
 
-    def update(self, raw: str | None) -> None:
-        self._value = raw == "True"
+    def update(self, raw: str | bool | None) -> None:
+        self._value = raw is True or raw == "True"
         self._read_at = time.monotonic()
 
     def __call__(self) -> bool:
@@ -141,11 +142,12 @@ def execute_command(
                       command=command)  # fmt: skip
     assert vehicle is not None  # preflight ends a command whose vehicle is gone
     policy = runtime.policies[command_name]
+    cancelled = CancelFlag(runtime, command_id, max_age_s=CANCEL_FLAG_MAX_AGE_S)
+    cancelled.update(command.cancel_requested)  # read with the command just now
     attempt = _start(runtime, command, now, retries)
     limit_s = policy.time_limit_ms / 1000
     if command.deadline_at is not None:
         limit_s = min(limit_s, (command.deadline_at - now).total_seconds())
-    cancelled = CancelFlag(runtime, command_id, max_age_s=CANCEL_FLAG_MAX_AGE_S)
     request = DiagnosticRequest(
         command_id=command_id,
         command_name=command_name,
@@ -189,26 +191,23 @@ def execute_command(
 
 
 def _start(runtime: Runtime, command: CommandRecord, now: Any, retries: int) -> int:
-    """Count the delivery, record ``in_progress`` and audit the start, in one round trip;
+    """Count the delivery, record ``in_progress`` and audit the start, in one script call;
     return the attempt number (deliveries so far, redeliveries included)."""
     command_id = command.command_id
-    with runtime.client.pipeline(transaction=False) as pipe:
-        pipe.hincrby(runtime.keys.command(command_id), Fields.ATTEMPTS, 1)
-        runtime.events.queue(
-            pipe,
-            StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS, started_at=now),
-            fields={"started_at": isoformat(now)},
-        )
-        runtime.audit.queue(
-            pipe,
-            AuditAction.COMMAND_STARTED,
-            user_id=command.user_id,
-            command_id=command_id,
-            vehicle_id=command.vehicle_id,
-            request_id=command.request_id,
-            details={"command_name": command.command_name, "attempt": retries + 1},
-        )
-        attempt = int(pipe.execute()[0])
+    audit = runtime.audit.args(
+        AuditAction.COMMAND_STARTED,
+        user_id=command.user_id,
+        command_id=command_id,
+        vehicle_id=command.vehicle_id,
+        request_id=command.request_id,
+        details={"command_name": command.command_name, "attempt": retries + 1},
+    )
+    _, attempts = runtime.events.append_and_read(
+        StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS, started_at=now),
+        fields={"started_at": isoformat(now)},
+        extras=Extras(audit=audit, audit_always=True, count=Fields.ATTEMPTS, read=Fields.ATTEMPTS),
+    )
+    attempt = int(attempts or 0)
     log.info("command_started", vehicle_id=command.vehicle_id, attempt=attempt)
     return attempt
 
@@ -241,12 +240,10 @@ def _record_response(
         is_final=is_final,
         received_at=utcnow(),
     )
-    with runtime.client.pipeline(transaction=False) as pipe:
-        runtime.events.queue(
-            pipe, ResponseEvent(command_id=command_id, response=response, sequence_number=number)
-        )
-        pipe.hget(runtime.keys.command(command_id), Fields.CANCEL_REQUESTED)
-        return cast(str | None, pipe.execute()[1])
+    return runtime.events.append_and_read(
+        ResponseEvent(command_id=command_id, response=response, sequence_number=number),
+        extras=Extras(read=Fields.CANCEL_REQUESTED),
+    )[1]
 
 
 def finish(
@@ -258,8 +255,9 @@ def finish(
     *,
     command: CommandRecord | None = None,
 ) -> CommandStatus:
-    """Record the terminal ``status`` (after its error event, atomically, if any), then
-    its audit entry when it was recorded (not when the command had already ended)."""
+    """Record the terminal ``status`` (after its error event, atomically, if any) and its
+    audit entry when it was recorded (not when the command had already ended), in one
+    script call when ``command`` is given."""
     completed = utcnow()
     fields = {"completed_at": isoformat(completed)}
     error = None
@@ -270,35 +268,29 @@ def finish(
         error = ErrorEvent(
             command_id=command_id, error_message=error_message, error_code=error_code
         )
-    recorded = runtime.events.append(
-        StatusEvent(
-            command_id=command_id,
-            status=status,
-            completed_at=completed,
-            error_message=error_message,
-        ),
-        fields=fields,
-        error=error,
+    event = StatusEvent(
+        command_id=command_id, status=status, completed_at=completed, error_message=error_message
     )
-    if recorded > 0 and status in _AUDITED:
-        if command is not None:
-            owner = [command.user_id, command.vehicle_id, command.request_id]
-        else:
-            owner = cast(
-                list[str | None],
-                runtime.client.hmget(
-                    runtime.keys.command(command_id), ["user_id", "vehicle_id", "request_id"]
-                ),
-            )
-        runtime.audit.record(
-            _AUDITED[status],
-            outcome="success" if status == CommandStatus.COMPLETED else "failure",
-            user_id=owner[0],
-            command_id=command_id,
-            vehicle_id=owner[1],
-            request_id=owner[2],
-            details={"error_code": error_code} if error_code else {},
+    audited = status in _AUDITED
+    outcome = "success" if status == CommandStatus.COMPLETED else "failure"
+    details = {"error_code": error_code} if error_code else {}
+    if command is not None:  # the audit entry goes with the status, when it is recorded
+        audit = runtime.audit.args(
+            _AUDITED[status], outcome=outcome, user_id=command.user_id, command_id=command_id,
+            vehicle_id=command.vehicle_id, request_id=command.request_id, details=details,
+        ) if audited else []  # fmt: skip
+        runtime.events.append(event, fields=fields, error=error, extras=Extras(audit=audit))
+    elif runtime.events.append(event, fields=fields, error=error) > 0 and audited:
+        owner = cast(
+            list[str | None],
+            runtime.client.hmget(
+                runtime.keys.command(command_id), ["user_id", "vehicle_id", "request_id"]
+            ),
         )
+        runtime.audit.record(
+            _AUDITED[status], outcome=outcome, user_id=owner[0], command_id=command_id,
+            vehicle_id=owner[1], request_id=owner[2], details=details,
+        )  # fmt: skip
     if status != CommandStatus.COMPLETED:
         log.warning("command_ended", status=status.value, error_code=error_code)
     return status

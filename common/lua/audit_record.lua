@@ -1,55 +1,11 @@
--- Append one audit entry with an id from the writer's clock (never behind the newest
--- entry) and index it by each filterable field it has, and in the index of every entry.
--- Then trim: entries older than the retention and those past the count limit leave the
--- stream together with their index entries (at most TRIM_BATCH per write, so a write
--- stays short; readers bound their range by the retention, so a backlog never shows).
--- An index unwritten for the retention holds only expired entries and expires itself.
--- Returns the entry id.
+-- Append one audit entry, indexed, and trim the trail (lib/audit_append.lua). Returns
+-- the entry id.
 --
 -- KEYS[1] the audit stream
--- ARGV[1] the writer's clock (epoch milliseconds)
--- ARGV[2] entries kept at most
--- ARGV[3] oldest entry time kept (epoch milliseconds)
--- ARGV[4] index key prefix (`<field>:<value>` follows; `all:` is every entry)
--- ARGV[5] retention (seconds)
--- ARGV[6] the indexed field names (space-separated)
--- ARGV[7...] the entry's field/value pairs
+-- ARGV[1 ...] the audit items (lib/audit_append.lua names them: the clock, entries kept
+--             at most, oldest time kept, index prefix, retention, indexed fields, then
+--             the entry's field/value pairs)
+--#include audit_append
 local audit_key = KEYS[1]
-local now_ms = tonumber(ARGV[1])
-local max_entries, min_ms = tonumber(ARGV[2]), ARGV[3]
-local index_prefix, retention_s, indexed = ARGV[4], ARGV[5], ' ' .. ARGV[6] .. ' '
-local FIRST_FIELD = 7
-local TRIM_BATCH = 100
 
-local function indexes_of(fields)  -- fields: a flat field/value list
-  local keys = {index_prefix .. 'all:'}
-  for i = 1, #fields, 2 do
-    if string.find(indexed, ' ' .. fields[i] .. ' ', 1, true) then
-      keys[#keys + 1] = index_prefix .. fields[i] .. ':' .. fields[i + 1]
-    end
-  end
-  return keys
-end
-
-local newest = redis.call('XREVRANGE', audit_key, '+', '-', 'COUNT', 1)[1]
-if newest then
-  local newest_ms = tonumber(string.match(newest[1], '^(%d+)'))
-  if newest_ms > now_ms then now_ms = newest_ms end
-end
-local fields = {unpack(ARGV, FIRST_FIELD)}
-local id = redis.call('XADD', audit_key, now_ms .. '-*', unpack(fields))
-for _, key in ipairs(indexes_of(fields)) do
-  redis.call('ZADD', key, now_ms, id)
-  redis.call('EXPIRE', key, retention_s)
-end
-
-local expired = #redis.call('XRANGE', audit_key, '-', '(' .. min_ms, 'COUNT', TRIM_BATCH)
-local surplus = redis.call('XLEN', audit_key) - max_entries
-local victims = math.min(math.max(expired, surplus), TRIM_BATCH)
-if victims > 0 then
-  for _, entry in ipairs(redis.call('XRANGE', audit_key, '-', '+', 'COUNT', victims)) do
-    for _, key in ipairs(indexes_of(entry[2])) do redis.call('ZREM', key, entry[1]) end
-    redis.call('XDEL', audit_key, entry[1])
-  end
-end
-return id
+return audit_append(audit_key, {unpack(ARGV)})

@@ -11,10 +11,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from common.broker import build_broker
 from common.fleet import demo_fleet
 from common.keys import Keys
+from common.lua import lua_script
 from common.policy import DEFAULT_POLICIES
+from common.redis_client import async_client
 from common.settings import Settings
 from common.users import Role
 from tests.component.conftest import create_user, login, vehicle
@@ -133,24 +134,37 @@ def test_viewers_cannot_submit(api: TestClient) -> None:
     assert response.json()["error"]["message"] == "Role 'viewer' may not submit commands"
 
 
-def test_enqueue_failure_marks_the_stored_command_failed_and_answers_503(
+def test_a_submission_redis_cannot_take_answers_503_and_leaves_nothing(
     api: TestClient, settings: Settings
 ) -> None:
+    """Store, queue and audit are one script: when it cannot run, nothing is half-made."""
     headers = login(api, "engineer")
-    dead = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    dead = async_client(f"redis://127.0.0.1:{free_port()}/0")
     state = api.app.state.sovd  # type: ignore[attr-defined]
-    api.app.state.sovd = dataclasses.replace(state, broker=build_broker(dead))  # type: ignore[attr-defined]
+    api.app.state.sovd = dataclasses.replace(  # type: ignore[attr-defined]
+        state, submit_script=lua_script("submit").register_async(dead)
+    )
     response = submit(api, headers)
     api.app.state.sovd = state  # type: ignore[attr-defined]
     assert response.status_code == 503
-    assert "could not be queued" in response.json()["error"]["message"]
-    commands = api.get("/api/v1/commands", headers=headers).json()["commands"]
-    assert len(commands) == 1
-    assert commands[0]["status"] == "failed"
-    assert (
-        commands[0]["error_message"] == "Could not queue the command (message broker unavailable)"
-    )
-    assert commands[0]["completed_at"] is not None
+    assert "could not be stored or queued" in response.json()["error"]["message"]
+    assert api.get("/api/v1/commands", headers=headers).json()["commands"] == []
+
+
+def test_an_accepted_command_is_stored_queued_and_audited_together(
+    api: TestClient, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    headers = login(api, "engineer")
+    command_id = submit(api, headers).json()["command_id"]
+    queue = DEFAULT_POLICIES["ReadDTC"]["queue_name"]
+    (message_id,) = sync_redis.lrange(keys.broker_queue(queue), 0, -1)
+    message = json.loads(sync_redis.hget(keys.broker_queue_messages(queue), message_id))
+    assert message["args"] == [command_id]
+    assert message["options"]["redis_message_id"] == message_id
+    assert sync_redis.hget(keys.command(command_id), "status") == "pending"
+    assert sync_redis.llen(keys.broker_wake(queue)) == 1
+    submitted = [f for _, f in sync_redis.xrange(keys.audit) if f["action"] == "command_submitted"]
+    assert [f["command_id"] for f in submitted] == [command_id]
 
 
 def test_engineers_see_their_own_commands_admins_and_viewers_see_all(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from api.auth_cache import AuthCache
+from api.auth_cache import VERIFIED_MAX, AuthCache
 from common.auth import revoke_access_token
 from common.errors import AuthError
 from common.keys import Keys
@@ -100,3 +100,56 @@ def test_a_read_that_raced_an_invalidation_is_not_remembered(settings: Settings)
 def test_the_ttl_is_at_most_one_second() -> None:
     with pytest.raises(ValueError, match="less than or equal to 1"):
         Settings(_env_file=None, auth_cache_ttl_s=1.5)
+
+
+def test_a_remembered_token_is_refused_once_it_expires(settings: Settings) -> None:
+    """Verified tokens are kept only until their ``exp``: then 401 ``Token expired``."""
+
+    async def scenario(cache, clock, client, keys, users, token, claims) -> None:  # type: ignore[no-untyped-def]
+        wall = Clock()
+        wall.now = claims.expires_at.timestamp() - 1
+        cache._wall_clock = wall
+        assert (await cache.authenticate(token))[1] == claims
+        assert token in cache._verified
+        wall.now = claims.expires_at.timestamp()
+        with pytest.raises(AuthError, match="Token expired"):
+            await cache.authenticate(token)
+        assert token not in cache._verified
+
+    asyncio.run(_with_cache(settings, scenario))
+
+
+def test_an_invalid_token_is_refused_every_time_and_never_remembered(settings: Settings) -> None:
+    async def scenario(cache, clock, client, keys, users, token, claims) -> None:  # type: ignore[no-untyped-def]
+        await cache.authenticate(token)
+        head, payload, signature = token.split(".")
+        forged = f"{head}.{payload}.{signature[:-4]}AAAA"
+        for _ in range(2):
+            with pytest.raises(AuthError, match="Invalid token"):
+                await cache.authenticate(forged)
+        assert list(cache._verified) == [token]
+
+    asyncio.run(_with_cache(settings, scenario))
+
+
+def test_a_remembered_token_is_still_checked_for_revocation(settings: Settings) -> None:
+    """The signature is remembered, the revocation is not: past the TTL it is read again."""
+
+    async def scenario(cache, clock, client, keys, users, token, claims) -> None:  # type: ignore[no-untyped-def]
+        await cache.authenticate(token)
+        await revoke_access_token(client, keys, claims, now_ts=0)  # no event followed here
+        clock.now += settings.auth_cache_ttl_s * 1.5
+        with pytest.raises(AuthError, match="Token revoked"):
+            await cache.authenticate(token)
+
+    asyncio.run(_with_cache(settings, scenario))
+
+
+def test_the_verified_tokens_kept_are_bounded(settings: Settings) -> None:
+    async def scenario(cache, clock, client, keys, users, token, claims) -> None:  # type: ignore[no-untyped-def]
+        user = await users.get_by_username("alice")
+        for _ in range(VERIFIED_MAX + 1):
+            cache._verify(issue_token(settings, user, "access")[0])
+        assert len(cache._verified) <= VERIFIED_MAX
+
+    asyncio.run(_with_cache(settings, scenario))

@@ -112,7 +112,7 @@ def test_with_a_grace_a_vehicle_that_comes_back_keeps_its_commands(
     api: TestClient, sync_redis: redis.Redis, keys: Keys, settings: Settings
 ) -> None:
     """A last will waits out SOVD_PRESENCE_OFFLINE_GRACE_S; a clean disconnect does not."""
-    graced = build_runtime(settings.model_copy(update={"presence_offline_grace_s": 0.3}))
+    graced = build_runtime(settings.model_copy(update={"presence_offline_grace_s": 3.0}))
     follower = OfflineCommands(graced)
     back, gone, clean = [v for v in demo_fleet() if v.connection_status == "connected"][:3]
     ids = {v.vehicle_id: submit(api, v.vehicle_id) for v in (back, gone, clean)}

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import dramatiq
 import pytest
+import redis
 
-from common.commands import CommandRecord, CommandStatus
-from common.policy import CommandPolicy
+from common.broker import command_message
+from common.commands import COMMAND_TYPES, CommandRecord, CommandStatus
+from common.policy import CommandPolicy, load_policies
+from common.settings import Settings
 from common.users import Role
+from workers.actors import (
+    REDIS_OUTAGE_RETRIES,
+    TIME_LIMIT_MARGIN_MS,
+    dramatiq_time_limit_ms,
+    retry_when,
+)
 from workers.connector import (
     ConnectionLost,
     ConnectorError,
@@ -128,3 +138,20 @@ def test_preflight_ends_a_command_whose_vehicle_is_offline() -> None:
     assert decision == Finish(
         CommandStatus.FAILED, "Vehicle v is offline; the command was ended", "vehicle_offline"
     )
+
+
+def test_dramatiq_retries_only_what_the_executor_planned_and_redis_outages() -> None:
+    """One source for retries: ``retry_plan`` (raised as ``dramatiq.Retry``); Dramatiq
+    itself retries nothing else but a Redis outage, a bounded number of times."""
+    assert retry_when(0, dramatiq.Retry("planned", delay=10)) is True
+    assert retry_when(50, dramatiq.Retry("planned", delay=10)) is True
+    assert retry_when(0, RuntimeError("a bug")) is False
+    assert retry_when(0, redis.ConnectionError("down")) is True
+    assert retry_when(REDIS_OUTAGE_RETRIES, redis.ConnectionError("down")) is False
+
+
+def test_messages_carry_no_retry_age_or_time_limit_options() -> None:
+    policy = load_policies(Settings(_env_file=None))["ReadDTC"]
+    message = command_message(COMMAND_TYPES["ReadDTC"], policy, "c", request_id=None)
+    assert message.options == {}
+    assert dramatiq_time_limit_ms(policy) == policy.time_limit_ms + TIME_LIMIT_MARGIN_MS

@@ -101,7 +101,7 @@ def test_read_dtc_over_mqtt_answers_what_the_in_worker_simulator_answers(
 
 
 def test_a_negative_response_and_a_silent_ecu_keep_their_error_classes(
-    agent: AgentProcess, connector: MqttConnector
+    agent: AgentProcess, connector: MqttConnector, simulator: SimulatedFleet
 ) -> None:
     unknown_did = request(
         "ReadDataByID",
@@ -114,8 +114,12 @@ def test_a_negative_response_and_a_silent_ecu_keep_their_error_classes(
     no_ecu = request(
         params={"ecuAddress": "0x77"}, command_id="00000000-0000-4000-8000-000000000003"
     )
-    with pytest.raises(EcuNotResponding, match="ECU 0x77 did not respond"):
+    with pytest.raises(NegativeResponse, match="has no ECU at 0x77"):
         list(connector.execute(no_ecu))
+    simulator.inject_fault(CAR.vehicle_id, "silent")
+    silent = request(command_id="00000000-0000-4000-8000-000000000004")
+    with pytest.raises(EcuNotResponding, match="did not respond"):
+        list(connector.execute(silent))
 
 
 def test_cancel_reaches_the_vehicle(
