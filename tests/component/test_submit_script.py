@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from api.schemas import CommandCreate
 from api.state import AppState
 from api.submission import _admit, check, submit
+from common.audit import AuditAction
 from common.broker import build_broker
 from common.fleet import seed_demo
-from common.audit import AuditAction
 from common.keys import Keys
-from common.presence import Presence
 from common.policy import DEFAULT_POLICIES
+from common.presence import Presence
 from common.redis_client import async_client
 from common.settings import Settings
 from common.users import UserStore
@@ -87,7 +87,11 @@ def test_the_submit_script_run_again_for_the_same_command_changes_nothing(
             command_type, _, policy = check(user, body, state.policies)
             before = _snapshot()
             again = await _admit(
-                state, submission.command, command_type, policy, audit_args=state.audit.args(AuditAction.COMMAND_SUBMITTED)[1]
+                state,
+                submission.command,
+                command_type,
+                policy,
+                audit_args=state.audit.args(AuditAction.COMMAND_SUBMITTED)[1],
             )
             assert again is None
             assert _snapshot() == before
