@@ -16,6 +16,7 @@ from common.settings import Settings
 from realtime.app import go_away
 from realtime.http_guard import guarded_protocol
 from realtime.websocket import CLOSE_TIMEOUT_S
+from realtime.ws_protocol import LeanWebSocketProtocol
 
 __all__ = ["RealtimeServer", "uvicorn_options"]
 
@@ -30,7 +31,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # X-Forwarded-For is believed only from the configured proxies (none by default).
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": ",".join(settings.trusted_proxies),
-        "ws": "websockets-sansio",
+        "ws": LeanWebSocketProtocol,
         "ws_max_size": settings.ws_max_message_bytes,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_ping_interval": settings.ws_ping_interval_s,

@@ -73,6 +73,8 @@ class RealtimeService:
         self._empty = asyncio.Event()
         self._empty.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: One callable for every connection (a lambda each would cost a closure each).
+        self._on_slow = self._count_slow
         metrics.watch(self.live_values)
 
     def connections_get(self, connection_id: str) -> Connection | None:
@@ -149,7 +151,7 @@ class RealtimeService:
             Outbox(max_events=settings.ws_queue_max_events, max_bytes=settings.ws_queue_max_bytes),
             transport=transport,
             primary_command_id=command_id,
-            on_slow=lambda _c: self.metrics.slow_consumer_closes.inc(),
+            on_slow=self._on_slow,
         )
         self.connections[connection.connection_id] = connection
         self._empty.clear()
@@ -161,8 +163,12 @@ class RealtimeService:
         )
         return connection
 
+    def _count_slow(self, _connection: Connection) -> None:
+        self.metrics.slow_consumer_closes.inc()
+
     def close_connection(self, connection: Connection) -> None:
         """Forget the connection: unsubscribe everything, release its place."""
+        connection.disarm()
         if self.connections.pop(connection.connection_id, None) is None:
             return
         self.per_user.release(connection.user.user_id)
@@ -186,7 +192,7 @@ class RealtimeService:
         )
         if verdict is Refresh.OTHER_USER:
             return protocol_error("invalid_token", "Refresh refused: the token is for another user")
-        connection.lifetime_changed.set()
+        connection.lifetime_moved()
         return TokenRefreshedEvent(expires_at=isoformat(claims.expires_at)).model_dump_json()
 
     # -- revocation -------------------------------------------------------------------
