@@ -7,6 +7,7 @@ once its queue is sent (at most ``SOVD_WS_SHUTDOWN_DRAIN_S``), then shuts down a
 
 from __future__ import annotations
 
+import resource
 import socket
 from typing import Any
 
@@ -18,7 +19,21 @@ from realtime.http_guard import guarded_protocol
 from realtime.websocket import CLOSE_TIMEOUT_S
 from realtime.ws_protocol import LeanWebSocketProtocol
 
-__all__ = ["RealtimeServer", "uvicorn_options"]
+__all__ = ["RealtimeServer", "raise_fd_limit", "uvicorn_options"]
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's descriptor limit to its hard limit (each socket is one); a
+    process may not go past the hard limit without CAP_SYS_RESOURCE. Returns both."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, hard
+        soft = target
+    return soft, hard
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
