@@ -323,10 +323,12 @@ def run(
         rss_before = _rss_kib(process.pid)
         redis_rss_before = _rss_kib(valkey.process.pid)
         started = time.perf_counter()
-        handshakes, failed = clients.connect(
+        handshakes, failed, errors = clients.connect(
             urls, concurrency=CONNECT_CONCURRENCY, open_timeout_s=120
         )
         connect_s = time.perf_counter() - started
+        if errors:
+            print(f"# {kind} {scenario} {count}: tries that failed: {errors}", flush=True)
         if failed:
             raise RuntimeError(f"{failed} of {count} clients could not connect")
         time.sleep(1.0)  # let the server's memory settle after the connect burst
@@ -403,9 +405,11 @@ def hold(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
         time.sleep(0.5)
         fds_before, rss_before = _fds(process.pid), _rss_kib(process.pid)
         started = time.perf_counter()
-        handshakes, failed = clients.connect(
+        handshakes, failed, errors = clients.connect(
             urls, concurrency=CONNECT_CONCURRENCY, open_timeout_s=args.hold_open_timeout
         )
+        if errors:
+            print(f"# hold {count}: tries that failed: {errors}", flush=True)
         connect_s = time.perf_counter() - started
         time.sleep(1.0)
         held = len(handshakes)

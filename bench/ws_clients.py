@@ -29,6 +29,8 @@ from websockets.asyncio.client import connect
 
 __all__ = ["ClientPool"]
 
+#: Tries per client in ``connect`` (a refusal such as 1013 says: try again later).
+CONNECT_TRIES = 3
 #: Reconnect back-off of a storm client, doubled per failed try (s).
 STORM_BACKOFF_S = (0.05, 2.0)
 
@@ -75,9 +77,9 @@ class ClientPool:
 
     def connect(
         self, urls: list[str], *, concurrency: int, open_timeout_s: float
-    ) -> tuple[list[float], int]:
-        """Open every socket; each handshake's time (ms) up to the first message, and
-        how many failed."""
+    ) -> tuple[list[float], int, dict[str, int]]:
+        """Open every socket; each handshake's time (ms) up to the first message, how
+        many clients failed even after their retries, and every failed try by error."""
         per = max(1, concurrency // len(self.workers))
         answers = self._all(
             [
@@ -85,7 +87,12 @@ class ClientPool:
                 for part in self._split(urls)
             ]
         )
-        return [t for a in answers for t in a["handshakes"]], sum(a["failed"] for a in answers)
+        errors: dict[str, int] = {}
+        for answer in answers:
+            for kind, count in answer["errors"].items():
+                errors[kind] = errors.get(kind, 0) + count
+        handshakes = [t for a in answers for t in a["handshakes"]]
+        return handshakes, sum(a["failed"] for a in answers), errors
 
     def expect(self, per_client: int, *, record: bool) -> None:
         """Count deliveries from now on until each client had ``per_client``."""
@@ -183,28 +190,37 @@ class _Worker:
         times: list[float] = []
         failed = 0
 
+        errors: dict[str, int] = {}
+
         async def one(url: str) -> None:
             nonlocal failed
-            async with limit:
-                start = time.perf_counter()
-                try:
-                    ws = await connect(
-                        url,
-                        compression=None,
-                        ping_interval=None,
-                        open_timeout=open_timeout,
-                        max_queue=None,
-                    )
-                    await ws.recv()  # welcome (relay) or subscribed (naive): the socket is live
-                except Exception:  # refused, timed out, or closed at once
-                    failed += 1
-                    return
-                times.append((time.perf_counter() - start) * 1000)
-                self.sockets.append(ws)
-                self.tasks.append(asyncio.create_task(self._read(ws)))
+            for attempt in range(CONNECT_TRIES):
+                async with limit:
+                    start = time.perf_counter()
+                    try:
+                        ws = await connect(
+                            url,
+                            compression=None,
+                            ping_interval=None,
+                            open_timeout=open_timeout,
+                            max_queue=None,
+                        )
+                        await ws.recv()  # welcome (relay) or subscribed (naive): it is live
+                    except Exception as exc:  # refused, timed out, or closed at once
+                        kind = repr(exc)[:120]
+                        errors[kind] = errors.get(kind, 0) + 1
+                        if attempt == CONNECT_TRIES - 1:
+                            failed += 1
+                            return
+                    else:
+                        times.append((time.perf_counter() - start) * 1000)
+                        self.sockets.append(ws)
+                        self.tasks.append(asyncio.create_task(self._read(ws)))
+                        return
+                await asyncio.sleep(0.2 * (attempt + 1))  # back off before trying again
 
         await asyncio.gather(*(one(url) for url in urls))
-        return {"handshakes": times, "failed": failed}
+        return {"handshakes": times, "failed": failed, "errors": errors}
 
     def expect(self, per_client: int | None, total: int | None, record: bool) -> Any:
         self.received, self.record = 0, record

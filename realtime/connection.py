@@ -138,8 +138,9 @@ class Connection:
             self._expiry = None
 
     @property
-    def expiry_armed(self) -> bool:
-        return self._expiry is not None
+    def expiry_due(self) -> float | None:
+        """When (loop time) the expiry timer fires next; None when it is not armed."""
+        return self._expiry.when() if self._expiry is not None else None
 
     # -- the queue ------------------------------------------------------------------------
 
