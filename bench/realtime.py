@@ -436,6 +436,45 @@ def hold(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
         world.client.close()
 
 
+def handshakes(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
+    """Handshake rate only, relay and naive alternating for ``args.handshake_rounds``
+    rounds (a fresh server each time), so a busy minute on the shared machine hits both
+    alike; prints each round and the medians."""
+    rates: dict[str, list[float]] = {"relay": [], "naive": []}
+    for _ in range(args.handshake_rounds):
+        for kind in ("relay", "naive"):
+            world = World.create(valkey.url)
+            process, port = start_server(kind, world, valkey.url)
+            clients = ClientPool(args.client_processes, str(ROOT))
+            try:
+                query = f"?token={world.token}" if kind == "relay" else ""
+                urls = [
+                    f"ws://127.0.0.1:{port}/ws/responses/{c}{query}" for c in world.commands(count)
+                ]
+                time.sleep(0.5)  # let the fresh process settle
+                started = time.perf_counter()
+                times, failed, errors = clients.connect(
+                    urls, concurrency=CONNECT_CONCURRENCY, open_timeout_s=120
+                )
+                rate = len(times) / (time.perf_counter() - started)
+                rates[kind].append(rate)
+                print(
+                    f"| {kind} | {count} | {rate:,.0f} | {statistics.median(times):.0f} / "
+                    f"{_percentile(times, 99):.0f} | {failed} | {sum(errors.values())} |",
+                    flush=True,
+                )
+            finally:
+                clients.close()
+                _stop(process)
+                world.client.close()
+    relay, naive = statistics.median(rates["relay"]), statistics.median(rates["naive"])
+    print(
+        f"# {count} clients, {args.handshake_rounds} rounds: median handshakes/s relay "
+        f"{relay:,.0f}, naive {naive:,.0f}, relay / naive {relay / naive:.2f}",
+        flush=True,
+    )
+
+
 def storm(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
     """``count`` clients follow their own command while events are published; the relay
     restarts (SIGTERM, a new process on the same port); every client reconnects with
@@ -537,6 +576,12 @@ def main() -> None:
         "--storm", type=int, nargs="*", default=[], help="reconnect storm of N clients"
     )
     parser.add_argument("--storm-period-s", type=float, default=1.0, help="between rounds")
+    parser.add_argument(
+        "--handshake-rounds",
+        type=int,
+        default=0,
+        help="only handshakes: this many alternating relay/naive rounds per --clients",
+    )
     args = parser.parse_args()
     fd_limit = _raise_fd_limit()
     server = RedisServer()
@@ -556,7 +601,15 @@ def main() -> None:
                 hold(count, server, args)
         for count in args.storm:
             storm(count, server, args)
-        if args.hold or args.storm:
+        if args.handshake_rounds:
+            print(
+                "| server | clients | handshakes/s | handshake p50 / p99 ms | clients failed | "
+                "tries failed |"
+            )
+            print("|---|---|---|---|---|---|")
+            for count in args.clients:
+                handshakes(count, server, args)
+        if args.hold or args.storm or args.handshake_rounds:
             return
         print(
             "| server | scenario | clients | connect all s | handshakes/s | "
