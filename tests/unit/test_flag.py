@@ -25,7 +25,8 @@ def test_set_wakes_every_waiter_and_forgets_them() -> None:
         flag = Flag()
         waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
         await asyncio.sleep(0)  # let each waiter register
-        assert flag._waiters is not None and len(flag._waiters) == 3
+        assert flag._waiters is not None
+        assert len(flag._waiters) == 3
         flag.set()
         await asyncio.wait_for(asyncio.gather(*waiters), WAIT_S)
         assert flag._waiters is None
@@ -43,7 +44,8 @@ def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
         await asyncio.gather(cancelled, return_exceptions=True)
         assert cancelled.cancelled() is True
         assert kept.done() is False
-        assert flag._waiters is not None and len(flag._waiters) == 1
+        assert flag._waiters is not None
+        assert len(flag._waiters) == 1
         flag.set()
         await asyncio.wait_for(kept, WAIT_S)
         assert flag._waiters is None
@@ -70,10 +72,12 @@ def test_wait_any_returns_when_either_flag_is_set_and_unregisters_from_both() ->
         first, second = Flag(), Flag()
         waiter = asyncio.create_task(wait_any(first, second))
         await asyncio.sleep(0)
-        assert first._waiters is not None and second._waiters is not None
+        assert first._waiters is not None
+        assert second._waiters is not None
         second.set()
         await asyncio.wait_for(waiter, WAIT_S)
         assert first.is_set() is False
-        assert first._waiters is None and second._waiters is None
+        assert first._waiters is None
+        assert second._waiters is None
 
     asyncio.run(scenario())
