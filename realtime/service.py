@@ -110,6 +110,8 @@ class RealtimeService:
             refusal = as_refusal(exc)
             if refusal is None:
                 raise
+            if not isinstance(exc, Refusal | AuthError):  # Redis away or slow: say so
+                log.warning("admission_unavailable", error=repr(exc))
             raise refusal from None
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()

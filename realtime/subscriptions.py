@@ -107,6 +107,8 @@ class Subscriptions:
             if refusal is None:
                 log.exception("subscribe_failed", command_id=command_id)
                 refusal = Refusal.internal()
+            elif not isinstance(exc, Refusal):  # Redis away or slow: say why we refused
+                log.warning("subscribe_unavailable", command_id=command_id, error=repr(exc))
             self.refuse(connection, command_id, refusal)
 
     def refuse(self, connection: Connection, command_id: str, refusal: Refusal) -> None:
