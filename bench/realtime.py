@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,8 +36,8 @@ from typing import Any
 
 import httpx2 as httpx
 import redis
-from websockets.asyncio.client import connect
 
+from bench.ws_clients import ClientPool
 from common.commands import CommandRecord, CommandStatus
 from common.events import Response, ResponseEvent
 from common.keys import Keys, response_channel
@@ -226,8 +226,10 @@ class World:
             pipe.execute()
 
 
-def start_server(kind: str, world: World, redis_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def start_server(
+    kind: str, world: World, redis_url: str, *, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = port or free_port()
     env = {
         **os.environ,
         "SOVD_REDIS_URL": redis_url,
@@ -264,69 +266,13 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-# -- the clients -----------------------------------------------------------------------------
-
-
-@dataclass
-class Clients:
-    """N asyncio WebSocket clients counting deliveries and recording latencies."""
-
-    received: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    record: bool = False
-    target: int = 0
-    reached: asyncio.Event = field(default_factory=asyncio.Event)
-    sockets: list[Any] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def expect(self, count: int, *, record: bool) -> None:
-        self.received, self.target, self.record = 0, count, record
-        self.latencies_ms = []
-        self.reached.clear()
-
-    async def _read(self, ws: Any) -> None:
-        async for message in ws:
-            now = time.time()
-            event = json.loads(message)
-            if event.get("event") != "response":
-                continue
-            if self.record:
-                self.latencies_ms.append((now - event["response"]["response_payload"]["t"]) * 1000)
-            self.received += 1
-            if self.received >= self.target:
-                self.reached.set()
-
-    async def connect(self, urls: list[str]) -> list[float]:
-        """Open every socket; return each handshake's time (ms) up to the first message."""
-        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
-        times: list[float] = []
-
-        async def one(url: str) -> None:
-            async with limit:
-                start = time.perf_counter()
-                ws = await connect(
-                    url, compression=None, ping_interval=None, open_timeout=120, max_queue=None
-                )
-                await ws.recv()  # welcome (relay) or subscribed (naive): the socket is live
-                times.append((time.perf_counter() - start) * 1000)
-                self.sockets.append(ws)
-                self.tasks.append(asyncio.create_task(self._read(ws)))
-
-        await asyncio.gather(*(one(url) for url in urls))
-        return times
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
-
-
 @dataclass
 class Result:
     kind: str
     scenario: str
     clients: int
     connect_s: float
+    handshakes_per_s: float
     handshake_p50_ms: float
     handshake_p99_ms: float
     rss_per_conn_kib: float
@@ -338,6 +284,7 @@ class Result:
     def row(self) -> str:
         return (
             f"| {self.kind} | {self.scenario} | {self.clients} | {self.connect_s:.1f} | "
+            f"{self.handshakes_per_s:,.0f} | "
             f"{self.handshake_p50_ms:.0f} / {self.handshake_p99_ms:.0f} | "
             f"{self.rss_per_conn_kib:.1f} | {self.redis_rss_per_conn_kib:.1f} | "
             f"{self.deliveries_per_s:,.0f} | "
@@ -345,7 +292,16 @@ class Result:
         )
 
 
-async def run(
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run(
     kind: str,
     scenario: str,
     count: int,
@@ -357,31 +313,37 @@ async def run(
     if valkey.process is None:
         raise RuntimeError("the Redis server is not running")
     process, port = start_server(kind, world, redis_url)
-    clients = Clients()
+    clients = ClientPool(args.client_processes, str(ROOT))
     try:
         commands = world.commands(count if scenario == "distinct" else 1)
         targets = commands if scenario == "distinct" else commands * count
         query = f"?token={world.token}" if kind == "relay" else ""
         urls = [f"ws://127.0.0.1:{port}/ws/responses/{c}{query}" for c in targets]
-        await asyncio.sleep(0.5)  # let the fresh process settle before the baseline RSS
+        time.sleep(0.5)  # let the fresh process settle before the baseline RSS
         rss_before = _rss_kib(process.pid)
         redis_rss_before = _rss_kib(valkey.process.pid)
         started = time.perf_counter()
-        handshakes = await clients.connect(urls)
+        handshakes, failed, errors = clients.connect(
+            urls, concurrency=CONNECT_CONCURRENCY, open_timeout_s=120
+        )
         connect_s = time.perf_counter() - started
-        await asyncio.sleep(1.0)  # let the server's memory settle after the connect burst
+        if errors:
+            print(f"# {kind} {scenario} {count}: tries that failed: {errors}", flush=True)
+        if failed:
+            raise RuntimeError(f"{failed} of {count} clients could not connect")
+        time.sleep(1.0)  # let the server's memory settle after the connect burst
         rss_per_conn = (_rss_kib(process.pid) - rss_before) / count
         redis_rss_per_conn = (_rss_kib(valkey.process.pid) - redis_rss_before) / count
 
         # Throughput: every command gets ``rounds`` events (distinct), or the shared one
         # ``shared_events`` events, each delivered to every client following it.
         rounds = args.rounds if scenario == "distinct" else args.shared_events
-        clients.expect(rounds * count, record=False)
+        clients.expect(rounds, record=False)
         started = time.perf_counter()
         for _ in range(rounds):
-            await asyncio.to_thread(world.publish, commands)
-        await asyncio.wait_for(clients.reached.wait(), args.timeout)
-        rate = clients.received / (time.perf_counter() - started)
+            world.publish(commands)
+        received, _ = clients.wait(args.timeout)
+        rate = received / (time.perf_counter() - started)
         # Latency: a steady trickle, one event at a time; on the shared command the gap
         # leaves room for one fan-out to finish before the next (0.3 ms per client).
         if scenario == "distinct":
@@ -391,18 +353,21 @@ async def run(
                 args.shared_latency_events,
                 max(args.latency_gap_ms, count * 0.3) / 1000,
             )
-        clients.expect(samples * (1 if scenario == "distinct" else count), record=True)
+        if scenario == "distinct":
+            # Sample ``index`` goes to the client of ``commands[index % len(commands)]``.
+            clients.expect_on([index % len(commands) for index in range(samples)], record=True)
+        else:
+            clients.expect(samples, record=True)
         for index in range(samples):
-            target = commands[index % len(commands)]
-            await asyncio.to_thread(world.publish, [target])
-            await asyncio.sleep(gap_s)  # the pace being measured at
-        await asyncio.wait_for(clients.reached.wait(), args.timeout)
-        latencies = clients.latencies_ms
+            world.publish([commands[index % len(commands)]])
+            time.sleep(gap_s)  # the pace being measured at
+        _, latencies = clients.wait(args.timeout)
         return Result(
             kind=kind,
             scenario=scenario,
             clients=count,
             connect_s=connect_s,
+            handshakes_per_s=count / connect_s,
             handshake_p50_ms=statistics.median(handshakes),
             handshake_p99_ms=_percentile(handshakes, 99),
             rss_per_conn_kib=rss_per_conn,
@@ -412,22 +377,178 @@ async def run(
             latency_p99_ms=_percentile(latencies, 99),
         )
     finally:
-        await clients.close()
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        clients.close()
+        _stop(process)
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _fd_limits(pid: int) -> str:
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return f"{soft}/{hard}"
+    return "?"
+
+
+def hold(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
+    """Open ``count`` sockets on one relay process and keep them; say what stopped it."""
+    world = World.create(valkey.url)
+    process, port = start_server("relay", world, valkey.url)
+    clients = ClientPool(args.client_processes, str(ROOT))
+    try:
+        commands = world.commands(count)
+        urls = [f"ws://127.0.0.1:{port}/ws/responses/{c}?token={world.token}" for c in commands]
+        time.sleep(0.5)
+        fds_before, rss_before = _fds(process.pid), _rss_kib(process.pid)
+        started = time.perf_counter()
+        handshakes, failed, errors = clients.connect(
+            urls, concurrency=CONNECT_CONCURRENCY, open_timeout_s=args.hold_open_timeout
+        )
+        if errors:
+            print(f"# hold {count}: tries that failed: {errors}", flush=True)
+        connect_s = time.perf_counter() - started
+        time.sleep(1.0)
+        held = len(handshakes)
+        status = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+        connections = status.json().get("connections") if status.status_code == 200 else None
+        if connections is None:  # at the descriptor limit even the probe may be refused
+            connections = held
+        fds = _fds(process.pid)
+        rss_per_conn = (_rss_kib(process.pid) - rss_before) / max(held, 1)
+        print(
+            f"| relay | hold | {count} | {held} held, {failed} not | {connections} | "
+            f"{fds_before} → {fds} | {_fd_limits(process.pid)} | {rss_per_conn:.1f} | "
+            f"{connect_s:.1f} |",
+            flush=True,
+        )
+        # Everyone held is live: one event each arrives.
+        clients.expect(1, record=False)
+        world.publish(commands)
+        received, _ = clients.wait(args.timeout)
+        print(f"# hold: {received} of {held} held clients received a live event", flush=True)
+    finally:
+        clients.close()
+        _stop(process)
+        world.client.close()
+
+
+def handshakes(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
+    """Handshake rate only, relay and naive alternating for ``args.handshake_rounds``
+    rounds (a fresh server each time), so a busy minute on the shared machine hits both
+    alike; prints each round and the medians."""
+    rates: dict[str, list[float]] = {"relay": [], "naive": []}
+    for _ in range(args.handshake_rounds):
+        for kind in ("relay", "naive"):
+            world = World.create(valkey.url)
+            process, port = start_server(kind, world, valkey.url)
+            clients = ClientPool(args.client_processes, str(ROOT))
+            try:
+                query = f"?token={world.token}" if kind == "relay" else ""
+                urls = [
+                    f"ws://127.0.0.1:{port}/ws/responses/{c}{query}" for c in world.commands(count)
+                ]
+                time.sleep(0.5)  # let the fresh process settle
+                started = time.perf_counter()
+                times, failed, errors = clients.connect(
+                    urls, concurrency=CONNECT_CONCURRENCY, open_timeout_s=120
+                )
+                rate = len(times) / (time.perf_counter() - started)
+                rates[kind].append(rate)
+                print(
+                    f"| {kind} | {count} | {rate:,.0f} | {statistics.median(times):.0f} / "
+                    f"{_percentile(times, 99):.0f} | {failed} | {sum(errors.values())} |",
+                    flush=True,
+                )
+            finally:
+                clients.close()
+                _stop(process)
+                world.client.close()
+    relay, naive = statistics.median(rates["relay"]), statistics.median(rates["naive"])
+    print(
+        f"# {count} clients, {args.handshake_rounds} rounds: median handshakes/s relay "
+        f"{relay:,.0f}, naive {naive:,.0f}, relay / naive {relay / naive:.2f}",
+        flush=True,
+    )
+
+
+def storm(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
+    """``count`` clients follow their own command while events are published; the relay
+    restarts (SIGTERM, a new process on the same port); every client reconnects with
+    ``since`` and must end with every event exactly once."""
+    world = World.create(valkey.url)
+    process, port = start_server("relay", world, valkey.url)
+    clients = ClientPool(args.client_processes, str(ROOT))
+    stop = threading.Event()
+    published = [0]
+
+    def publisher(commands: list[str]) -> None:
+        while not stop.is_set():
+            world.publish(commands)
+            published[0] += 1
+            stop.wait(args.storm_period_s)  # the pace of the background publisher
+
+    try:
+        commands = world.commands(count)
+        urls = [f"ws://127.0.0.1:{port}/ws/responses/{c}?token={world.token}" for c in commands]
+        started = time.perf_counter()
+        clients.storm(urls, concurrency=CONNECT_CONCURRENCY)
+        print(f"# storm: {count} clients live in {time.perf_counter() - started:.1f} s", flush=True)
+        thread = threading.Thread(target=publisher, args=(commands,), daemon=True)
+        thread.start()
+        time.sleep(2 * args.storm_period_s)
+        clients.mark()
+        restart = time.perf_counter()
+        _stop(process)
+        down_s = time.perf_counter() - restart
+        process, _ = start_server("relay", world, valkey.url, port=port)
+        up_s = time.perf_counter() - restart
+        back_s = None
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            state = clients.status()
+            if state["back"] == count:
+                back_s = time.perf_counter() - restart
+                break
+            time.sleep(0.1)  # polling the clients' progress
+        time.sleep(2 * args.storm_period_s)
+        stop.set()
+        thread.join()
+        total = sum(world.seqs[c] for c in commands)
+        while time.monotonic() < deadline and clients.status()["received"] < total:
+            time.sleep(0.1)  # the last events are in flight
+        report = clients.report({c: world.seqs[c] for c in commands})
+        state = clients.status()
+        print(
+            "| clients | events published | old relay stopped s | new relay ready s | "
+            "all back live s | reconnect attempts refused | lost | duplicates | "
+            "out of order | clients complete |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        print(
+            f"| {count} | {total} | {down_s:.1f} | {up_s:.1f} | "
+            f"{'—' if back_s is None else f'{back_s:.1f}'} | {state['refused']} | "
+            f"{report['lost']} | {report['duplicates']} | {report['out_of_order']} | "
+            f"{report['complete_clients']} |",
+            flush=True,
+        )
+    finally:
+        stop.set()
+        clients.close()
+        _stop(process)
+        world.client.close()
 
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--serve-naive":
         serve_naive(int(sys.argv[2]), sys.argv[3])
         return
-    if sys.argv[1:] == ["--serve-relay"]:  # python -m realtime, with the fd limit raised
+    if sys.argv[1:] == ["--serve-relay"]:  # python -m realtime (it raises its fd limit)
         from realtime.__main__ import main as realtime_main
 
-        _raise_fd_limit()
         realtime_main()
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -446,6 +567,21 @@ def main() -> None:
     parser.add_argument("--shared-latency-events", type=int, default=20)
     parser.add_argument("--latency-gap-ms", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--client-processes", type=int, default=3, help="processes holding the client sockets"
+    )
+    parser.add_argument("--hold", type=int, nargs="*", default=[], help="hold N on one relay")
+    parser.add_argument("--hold-open-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--storm", type=int, nargs="*", default=[], help="reconnect storm of N clients"
+    )
+    parser.add_argument("--storm-period-s", type=float, default=1.0, help="between rounds")
+    parser.add_argument(
+        "--handshake-rounds",
+        type=int,
+        default=0,
+        help="only handshakes: this many alternating relay/naive rounds per --clients",
+    )
     args = parser.parse_args()
     fd_limit = _raise_fd_limit()
     server = RedisServer()
@@ -455,12 +591,33 @@ def main() -> None:
     probe.close()
     try:
         print(f"# fd limit {fd_limit}, {os.cpu_count()} cores")
+        if args.hold:
+            print(
+                "| server | mode | clients asked | clients | relay counts | relay fds | "
+                "relay fd limit (soft/hard) | server RSS KiB per connection | connect s |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|")
+            for count in args.hold:
+                hold(count, server, args)
+        for count in args.storm:
+            storm(count, server, args)
+        if args.handshake_rounds:
+            print(
+                "| server | clients | handshakes/s | handshake p50 / p99 ms | clients failed | "
+                "tries failed |"
+            )
+            print("|---|---|---|---|---|---|")
+            for count in args.clients:
+                handshakes(count, server, args)
+        if args.hold or args.storm or args.handshake_rounds:
+            return
         print(
-            "| server | scenario | clients | connect all s | handshake p50 / p99 ms | "
+            "| server | scenario | clients | connect all s | handshakes/s | "
+            "handshake p50 / p99 ms | "
             "server RSS KiB per connection | Redis RSS KiB per connection | deliveries/s | "
             "publish→client p50 ms | p99 ms |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for count in args.clients:
             for kind in args.kinds:
                 if kind == "naive" and count > args.naive_max:
@@ -468,7 +625,7 @@ def main() -> None:
                     continue
                 for scenario in args.scenarios:
                     world = World.create(server.url)
-                    result = asyncio.run(run(kind, scenario, count, world, server, args))
+                    result = run(kind, scenario, count, world, server, args)
                     print(result.row(), flush=True)
                     world.client.close()
     finally:

@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, Header, Query, Request, WebSocket
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import State
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from common.auth_events import AuthEvent
 from common.http_errors import install_error_handlers
 from common.keys import Keys
 from common.redis_client import async_client
-from common.request_id import RequestIdMiddleware
+from common.request_id import RequestIdMiddleware, bind_request_id
 from common.settings import Settings
 from realtime.hub import Hub, Subscription
 from realtime.metrics import CONTENT_TYPE, RealtimeMetrics
@@ -23,7 +26,10 @@ from realtime.service import RealtimeService
 from realtime.sse import open_event_stream, open_presence_stream
 from realtime.websocket import CLOSE_TIMEOUT_S, serve_presence_websocket, serve_websocket
 
-__all__ = ["create_app", "go_away"]
+__all__ = ["WS_PATH_PREFIX", "RealtimeApp", "create_app", "go_away"]
+
+#: The WebSocket stream's path, followed by the command id.
+WS_PATH_PREFIX = "/ws/responses/"
 
 #: Seconds a readiness probe waits for Redis to answer.
 READY_TIMEOUT_S = 1.0
@@ -31,7 +37,7 @@ READY_TIMEOUT_S = 1.0
 REDIS_POOL_SIZE = 64
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> RealtimeApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A reconnect storm authenticates thousands of clients at once: wait for a pooled
@@ -140,12 +146,38 @@ def create_app(settings: Settings) -> FastAPI:
         """Server-Sent Events: one vehicle's presence."""
         return await open_presence_stream(app.state.service, request, vehicle_id)
 
-    @app.websocket("/ws/responses/{command_id}")
-    async def ws_responses(websocket: WebSocket, command_id: str) -> None:
-        """Stream one command's events (replay first, then live); see docs/protocol.md."""
-        await serve_websocket(websocket, command_id, app.state.service)
+    return RealtimeApp(app)
 
-    return app
+
+class RealtimeApp:
+    """The process's ASGI app: the command stream on a plain route, the rest FastAPI
+    (HTTP, SSE, the presence WebSockets, lifespan).
+
+    A FastAPI WebSocket route keeps, for as long as each socket is open, its exit
+    stacks, solved dependencies and exception-handling wrappers (about 8 KiB per
+    connection, measured with tracemalloc). ``/ws/responses/{command_id}``, the stream
+    most clients hold, is matched here and handed straight to ``serve_websocket``.
+    """
+
+    def __init__(self, http: FastAPI) -> None:
+        self.http = http
+
+    @property
+    def state(self) -> State:
+        return self.http.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "websocket" or not path.startswith(WS_PATH_PREFIX):
+            await self.http(scope, receive, send)
+            return
+        command_id = path[len(WS_PATH_PREFIX) :]
+        if not command_id or "/" in command_id:
+            # No such route: a close before accept is HTTP 403, as Starlette's router does.
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
+        bind_request_id(scope)
+        await serve_websocket(WebSocket(scope, receive, send), command_id, self.state.service)
 
 
 async def go_away(app: object) -> None:

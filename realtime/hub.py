@@ -26,7 +26,7 @@ __all__ = ["Hub", "HubStats", "Subscription"]
 Sink = Callable[[str], bool]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscription:
     """One client following one command."""
 

@@ -18,6 +18,8 @@ class Refresh(Enum):
 
 
 class TokenLifetime:
+    __slots__ = ("expires_at", "grace_s", "token_id", "user_id")
+
     def __init__(
         self, user_id: str, expires_at: float, *, grace_s: float, token_id: str = ""
     ) -> None:

@@ -16,6 +16,8 @@ class TokenBucket:
     the caller closes the connection (4029).
     """
 
+    __slots__ = ("_last", "_tokens", "burst", "rate_per_s")
+
     def __init__(self, rate_per_s: float, burst: int, *, now: float) -> None:
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate_per_s must be positive and burst at least 1")

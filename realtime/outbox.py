@@ -4,6 +4,9 @@ The relay offers events without waiting; when an event would take the queue past
 either bound, ``offer`` refuses it and the caller closes the client as a slow
 consumer (4008), who then resumes with ``since``. An event is always accepted into
 an empty queue, whatever its size, so one large event cannot lock a client out.
+
+An idle client's queue is empty most of the time, so the ``deque`` (about 760 bytes
+however few it holds) exists only while something is queued.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ def encoded_size(data: str) -> int:
 
 
 class Outbox:
+    __slots__ = ("_items", "bytes", "max_bytes", "max_events", "peak_bytes", "peak_events")
+
     def __init__(self, *, max_events: int, max_bytes: int) -> None:
         if max_events < 1 or max_bytes < 1:
             raise ValueError("max_events and max_bytes must be at least 1")
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self._items: deque[tuple[str, int, float]] = deque()
+        self._items: deque[tuple[str, int, float]] | None = None
         self.bytes = 0
         #: The most events and bytes ever held at once.
         self.peak_events = 0
         self.peak_bytes = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items is not None else 0
 
     def fits(self, data: str) -> bool:
         """Whether ``offer(data)`` would be accepted now."""
@@ -41,7 +46,7 @@ class Outbox:
 
     def half_empty(self) -> bool:
         """At most half full by both bounds: a paced producer may resume."""
-        return len(self._items) <= self.max_events // 2 and self.bytes <= self.max_bytes // 2
+        return len(self) <= self.max_events // 2 and self.bytes <= self.max_bytes // 2
 
     def offer(self, data: str, stamp: float) -> bool:
         """Queue ``data`` (``stamp``: when it was handed over); False when it does not fit."""
@@ -50,6 +55,8 @@ class Outbox:
             len(self._items) >= self.max_events or self.bytes + size > self.max_bytes
         ):
             return False
+        if self._items is None:
+            self._items = deque()
         self._items.append((data, size, stamp))
         self.bytes += size
         self.peak_events = max(self.peak_events, len(self._items))
@@ -61,9 +68,11 @@ class Outbox:
         if not self._items:
             return None
         data, size, stamp = self._items.popleft()
+        if not self._items:
+            self._items = None
         self.bytes -= size
         return data, stamp
 
     def clear(self) -> None:
-        self._items.clear()
+        self._items = None
         self.bytes = 0

@@ -7,6 +7,7 @@ once its queue is sent (at most ``SOVD_WS_SHUTDOWN_DRAIN_S``), then shuts down a
 
 from __future__ import annotations
 
+import resource
 import socket
 from typing import Any
 
@@ -16,8 +17,23 @@ from common.settings import Settings
 from realtime.app import go_away
 from realtime.http_guard import guarded_protocol
 from realtime.websocket import CLOSE_TIMEOUT_S
+from realtime.ws_protocol import LeanWebSocketProtocol
 
-__all__ = ["RealtimeServer", "uvicorn_options"]
+__all__ = ["RealtimeServer", "raise_fd_limit", "uvicorn_options"]
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's descriptor limit to its hard limit (each socket is one); a
+    process may not go past the hard limit without CAP_SYS_RESOURCE. Returns both."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, hard
+        soft = target
+    return soft, hard
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -30,7 +46,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # X-Forwarded-For is believed only from the configured proxies (none by default).
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": ",".join(settings.trusted_proxies),
-        "ws": "websockets-sansio",
+        "ws": LeanWebSocketProtocol,
         "ws_max_size": settings.ws_max_message_bytes,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
         "ws_ping_interval": settings.ws_ping_interval_s,

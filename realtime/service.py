@@ -22,13 +22,15 @@ from common.audit import AsyncAuditLog, AuditAction
 from common.auth import authenticate_access_token
 from common.auth_events import AuthEvent
 from common.command_store import CommandStore
+from common.commands import CommandRecord
 from common.errors import AuthError
 from common.events import TokenRefreshedEvent, WelcomeEvent
 from common.keys import Keys
 from common.settings import Settings
 from common.timeutil import isoformat
-from common.tokens import TokenClaims
+from common.tokens import TokenClaims, decode_token
 from common.users import User
+from realtime.admission import read_admission
 from realtime.connection import Connection, Transport
 from realtime.hub import Hub
 from realtime.lifetime import Refresh, TokenLifetime
@@ -84,6 +86,8 @@ class RealtimeService:
         self._empty = asyncio.Event()
         self._empty.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: One callable for every connection (a lambda each would cost a closure each).
+        self._on_slow = self._count_slow
         metrics.watch(self.live_values)
 
     def connections_get(self, connection_id: str) -> Connection | None:
@@ -108,13 +112,17 @@ class RealtimeService:
             raise Refusal.missing_token()
         position = parse_position(since)
         try:
-            user, claims = await self.authenticate(token)
-            if not (valid_command_id(command_id) and await self.can_view(user, command_id)):
+            user, claims, command = await self._authenticate_for(token, command_id)
+            visible = command is not None and can_view_command(user.role, user.user_id, command)
+            if not visible:
+                await self._audit_not_visible(user, command_id)
                 raise Refusal.command_not_found()
         except Exception as exc:
             refusal = as_refusal(exc)
             if refusal is None:
                 raise
+            if not isinstance(exc, Refusal | AuthError):  # Redis away or slow: say so
+                log.warning("admission_unavailable", error=repr(exc))
             raise refusal from None
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
@@ -145,6 +153,27 @@ class RealtimeService:
             raise Refusal.too_many_connections()
         return self._open(user, claims, transport=transport, command_id="")
 
+    async def _authenticate_for(
+        self, token: str, command_id: str
+    ) -> tuple[User, TokenClaims, CommandRecord | None]:
+        """``authenticate`` and the command's record, in two Redis round trips
+        (``realtime.admission``); raises ``AuthError`` (audited) or a Redis error."""
+        try:
+            claims = decode_token(self.settings, token, "access")
+            reads = await read_admission(
+                self.client, self.keys, claims, command_id if valid_command_id(command_id) else None
+            )
+            if reads.revoked:
+                raise AuthError("Token revoked")
+            if reads.user is None or not reads.user.active:
+                raise AuthError("User inactive or unknown")
+        except AuthError as exc:
+            await self.audit.record(
+                AuditAction.SUBSCRIPTION_REFUSED, outcome="denied", details={"reason": exc.message}
+            )
+            raise
+        return reads.user, claims, reads.command
+
     async def authenticate(self, token: str) -> tuple[User, TokenClaims]:
         """The active user behind ``token``; raises ``AuthError`` (or a Redis error)."""
         try:
@@ -160,15 +189,18 @@ class RealtimeService:
         command = await self.commands.get(command_id)
         visible = command is not None and can_view_command(user.role, user.user_id, command)
         if not visible:
-            await self.audit.record(
-                AuditAction.SUBSCRIPTION_REFUSED,
-                outcome="denied",
-                user_id=user.user_id,
-                username=user.username,
-                command_id=command_id[:64],
-                details={"reason": "command not found or not visible"},
-            )
+            await self._audit_not_visible(user, command_id)
         return visible
+
+    async def _audit_not_visible(self, user: User, command_id: str) -> None:
+        await self.audit.record(
+            AuditAction.SUBSCRIPTION_REFUSED,
+            outcome="denied",
+            user_id=user.user_id,
+            username=user.username,
+            command_id=command_id[:64],
+            details={"reason": "command not found or not visible"},
+        )
 
     def _open(
         self, user: User, claims: TokenClaims, *, transport: Transport, command_id: str
@@ -185,7 +217,7 @@ class RealtimeService:
             Outbox(max_events=settings.ws_queue_max_events, max_bytes=settings.ws_queue_max_bytes),
             transport=transport,
             primary_command_id=command_id,
-            on_slow=lambda _c: self.metrics.slow_consumer_closes.inc(),
+            on_slow=self._on_slow,
         )
         self.connections[connection.connection_id] = connection
         self._empty.clear()
@@ -197,8 +229,12 @@ class RealtimeService:
         )
         return connection
 
+    def _count_slow(self, _connection: Connection) -> None:
+        self.metrics.slow_consumer_closes.inc()
+
     def close_connection(self, connection: Connection) -> None:
         """Forget the connection: unsubscribe everything, release its place."""
+        connection.disarm()
         if self.connections.pop(connection.connection_id, None) is None:
             return
         self.per_user.release(connection.user.user_id)
@@ -223,7 +259,7 @@ class RealtimeService:
         )
         if verdict is Refresh.OTHER_USER:
             return protocol_error("invalid_token", "Refresh refused: the token is for another user")
-        connection.lifetime_changed.set()
+        connection.lifetime_moved()
         return TokenRefreshedEvent(expires_at=isoformat(claims.expires_at)).model_dump_json()
 
     # -- revocation -------------------------------------------------------------------

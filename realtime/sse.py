@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from common.events import CloseEvent
 from common.http_errors import error_response
-from realtime.connection import Connection, close_when_token_expires
+from realtime.connection import Connection
 from realtime.refusals import Refusal, as_refusal
 from realtime.service import RealtimeService
 
@@ -139,8 +139,8 @@ async def _stream(
     keepalive_s = service.settings.ws_ping_interval_s
     lag = service.metrics.send_lag
     # Subscribing runs beside the stream: a long replay waits for the client to read.
+    connection.watch_expiry()
     tasks = [
-        asyncio.create_task(close_when_token_expires(connection), name="sse-expiry"),
         asyncio.create_task(follow(), name="sse-subscribe"),
     ]
     try:

@@ -107,6 +107,8 @@ class Subscriptions:
             if refusal is None:
                 log.exception("subscribe_failed", command_id=command_id)
                 refusal = Refusal.internal()
+            elif not isinstance(exc, Refusal):  # Redis away or slow: say why we refused
+                log.warning("subscribe_unavailable", command_id=command_id, error=repr(exc))
             self.refuse(connection, command_id, refusal)
 
     def refuse(self, connection: Connection, command_id: str, refusal: Refusal) -> None:
@@ -190,7 +192,9 @@ class Subscriptions:
         """
         command_id = subscription.command_id
         marker = ""
-        last_seq = await self._last_seq(command_id)  # first, the log second: see recovery.py
+        # The position first, the log second (see recovery.py), in one round trip.
+        last_seq, read = await self._last_seq_and_page(command_id, subscription.last_seq)
+        first_page: Entries | None = read
         if last_seq is None:
             raise Refusal.cannot_recover(subscription.last_seq)
         since = subscription.last_seq
@@ -198,7 +202,10 @@ class Subscriptions:
             subscription.truncated = False
             if subscription.last_seq > since:  # delivered events are positions that exist
                 last_seq = max(last_seq, subscription.last_seq)
-            page = await self._read_log(command_id, subscription.last_seq)
+            if first_page is not None:
+                page, first_page = first_page, None
+            else:
+                page = await self._read_log(command_id, subscription.last_seq)
             verdict = decide_recovery(
                 since=subscription.last_seq,
                 last_seq=last_seq,
@@ -288,6 +295,21 @@ class Subscriptions:
             return None
         return int(cast(str, raw)) if raw else 0
 
+    async def _last_seq_and_page(self, command_id: str, since: int) -> tuple[int | None, Entries]:
+        """``_last_seq``, then the first ``_read_log`` page after ``since``: one pipeline,
+        which Redis runs in that order."""
+        key = self._keys.command(command_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.exists(key)
+            pipe.hget(key, "event_seq")
+            pipe.xrange(
+                self._keys.command_events(command_id), min=f"{since + 1}-0", count=REPLAY_PAGE
+            )
+            exists, raw, entries = await pipe.execute()
+        if not exists:
+            return None, []
+        return int(cast(str, raw)) if raw else 0, _entries(entries)
+
     async def _read_log(self, command_id: str, since: int, *, count: int = REPLAY_PAGE) -> Entries:
         """Up to ``count`` logged events with ``seq > since``, in order."""
         raw = cast(
@@ -296,7 +318,7 @@ class Subscriptions:
                 self._keys.command_events(command_id), min=f"{since + 1}-0", count=count
             ),
         )
-        return [(int(entry_id.split("-", 1)[0]), fields["event"]) for entry_id, fields in raw]
+        return _entries(raw)
 
     async def _paced(
         self,
@@ -314,6 +336,10 @@ class Subscriptions:
                 continue
             self.hub.replay(subscription, entries[index : index + 1], live=live)
             index += 1
+
+
+def _entries(raw: list[tuple[str, dict[str, str]]]) -> Entries:
+    return [(int(entry_id.split("-", 1)[0]), fields["event"]) for entry_id, fields in raw]
 
 
 def _following(connection: Connection, subscription: Subscription) -> bool:

@@ -3,8 +3,9 @@
 
 Handshake: accept first (a close before accept reaches browsers only as 1006), then
 ``RealtimeService.admit`` (a ``Refusal`` becomes the close code and reason), subscribe. After
-that three tasks run per client: the writer drains its queue, the reader handles
-client actions, and a timer closes the connection when its token expires.
+that two tasks run per client: the handshake's own task drains the queue and sends
+the close, a reader handles client actions; a loop timer closes the connection when
+its token expires (``Connection.watch_expiry``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from starlette.websockets import (
 
 from common.events import ClientMessage, SubscribedEvent, UnsubscribedEvent
 from common.protocol import BEARER_PREFIX, SUBPROTOCOL, CloseCode
-from realtime.connection import Connection, close_when_token_expires
+from realtime.connection import Connection
+from realtime.flag import wait_any
 from realtime.limits import TokenBucket
 from realtime.refusals import Refusal, as_refusal, parse_position, valid_command_id
 from realtime.service import RealtimeService
 from realtime.subscriptions import protocol_error
+from realtime.ws_protocol import writable_flag
 
 __all__ = [
     "BEARER_PREFIX",
@@ -57,7 +60,9 @@ def credentials(query_token: str | None, offered: Sequence[str]) -> tuple[str | 
 
 async def _refuse(websocket: WebSocket, service: RealtimeService, refusal: Refusal) -> None:
     service.record_close(refusal.close_code)
-    await websocket.close(refusal.close_code, refusal.message)
+    # A client that left while it was being admitted has nobody to take the close.
+    with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+        await websocket.close(refusal.close_code, refusal.message)
 
 
 async def serve_websocket(websocket: WebSocket, command_id: str, service: RealtimeService) -> None:
@@ -131,60 +136,75 @@ async def _run(
     connection: Connection,
     follow: Coroutine[Any, Any, None],
 ) -> None:
-    writer = asyncio.create_task(_write(websocket, service, connection), name="ws-writer")
-    tasks: set[asyncio.Task[object]] = {
-        writer,
-        asyncio.create_task(_read(websocket, service, connection), name="ws-reader"),
-        asyncio.create_task(close_when_token_expires(connection), name="ws-expiry"),
-        asyncio.create_task(connection.close_requested.wait(), name="ws-closer"),
-    }
-    # Subscribing runs beside the writer: a long replay waits for the client to read.
+    """Two tasks per client: this one writes (and closes), a reader handles client
+    actions; the token's expiry is a timer, subscribing a task only while it replays."""
+    connection.watch_expiry()
+    # Subscribing runs beside the writer: a long replay waits for the client to read. It
+    # starts first, so the subscription exists before any client action is handled.
     subscriber = asyncio.create_task(follow, name="ws-subscribe")
+    reader = asyncio.create_task(_read(websocket, service, connection), name="ws-reader")
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if connection.close_requested.is_set():
-            await _close(websocket, service, connection, writer)
-        for task in done:
-            failure = None if task.cancelled() else task.exception()
-            # A client that vanished mid-send or mid-read is not a server failure.
-            if failure is not None and not isinstance(
-                failure, WebSocketDisconnect | WebSocketDisconnected
-            ):
-                log.error("ws_task_failed", task=task.get_name(), error=repr(failure))
+        await _write(websocket, service, connection)
+        await _close(websocket, service, connection)
+    except (WebSocketDisconnect, WebSocketDisconnected):
+        pass  # a client that vanished mid-send is not a server failure
     finally:
-        for task in (*tasks, subscriber):
-            task.cancel()
+        connection.disarm()
+        reader.cancel()
+        subscriber.cancel()
 
 
-async def _close(
-    websocket: WebSocket,
-    service: RealtimeService,
-    connection: Connection,
-    writer: asyncio.Task[None],
-) -> None:
-    """Close as requested: drain first when asked to (bounded), then send the close frame."""
-    if connection.drain and not writer.done():
-        await asyncio.wait({writer}, timeout=service.settings.ws_shutdown_drain_s)
-    writer.cancel()
+async def _close(websocket: WebSocket, service: RealtimeService, connection: Connection) -> None:
+    """Close as requested: unsubscribe, then the close frame (unless the client left)."""
     service.streams.unsubscribe_all(connection)
+    if connection.peer_gone:
+        return
     service.record_close(connection.close_code)
     if websocket.application_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                websocket.close(connection.close_code, connection.close_reason), CLOSE_TIMEOUT_S
-            )
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await websocket.close(connection.close_code, connection.close_reason)
 
 
 async def _write(websocket: WebSocket, service: RealtimeService, connection: Connection) -> None:
+    """Send queued events until a close is requested; a draining close (shutdown) sends
+    what is left first, for at most ``ws_shutdown_drain_s``."""
     lag = service.metrics.send_lag
+    writable = writable_flag(websocket.scope)
     while (item := await connection.next_message()) is not None:
-        data, queued_at = item
-        await websocket.send_text(data)
-        lag.observe(time.monotonic() - queued_at)
+        if connection.close_requested.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(service.settings.ws_shutdown_drain_s):
+                    while item is not None:
+                        await websocket.send_text(item[0])
+                        lag.observe(time.monotonic() - item[1])
+                        item = await connection.next_message()
+            return
+        if writable is not None and not writable.is_set():
+            # The client is not reading: wait for it, unless it is to be closed meanwhile.
+            await wait_any(writable, connection.close_requested)
+            if not writable.is_set():
+                return
+        await websocket.send_text(item[0])
+        lag.observe(time.monotonic() - item[1])
 
 
 async def _read(websocket: WebSocket, service: RealtimeService, connection: Connection) -> None:
-    """Handle client actions until it disconnects; bad messages get an error event."""
+    """Handle client actions until it disconnects; bad messages get an error event. A
+    fault closes the client with 1011 (the writer sends the close)."""
+    try:
+        await _read_actions(websocket, service, connection)
+    except (WebSocketDisconnect, WebSocketDisconnected):
+        connection.peer_left()
+    except Exception:
+        log.exception("ws_reader_failed")
+        refusal = Refusal.internal()
+        connection.request_close(refusal.close_code, refusal.message)
+
+
+async def _read_actions(
+    websocket: WebSocket, service: RealtimeService, connection: Connection
+) -> None:
     settings = service.settings
     bucket = TokenBucket(
         settings.ws_client_rate_per_s, settings.ws_client_burst, now=time.monotonic()
@@ -192,6 +212,7 @@ async def _read(websocket: WebSocket, service: RealtimeService, connection: Conn
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
+            connection.peer_left()
             return
         if not bucket.allow(time.monotonic()):
             connection.request_close(CloseCode.RATE_LIMITED, "Too many messages: slow down")

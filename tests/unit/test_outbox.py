@@ -91,3 +91,16 @@ def test_half_empty_is_judged_by_both_bounds() -> None:
     big = Outbox(max_events=100, max_bytes=10)
     big.offer("123456", 0.0)
     assert big.half_empty() is False
+
+
+def test_an_empty_queue_holds_no_deque() -> None:
+    """An idle client's queue costs no deque: it exists only while something waits."""
+    box = Outbox(max_events=10, max_bytes=1000)
+    assert box._items is None
+    assert box.offer("a", 1.0) is True
+    assert box.take() == ("a", 1.0)
+    assert box._items is None
+    assert box.offer("b", 2.0) is True
+    box.clear()
+    assert box._items is None
+    assert len(box) == 0
