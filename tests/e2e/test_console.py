@@ -426,6 +426,8 @@ def test_a_vehicle_that_went_offline_refuses_links_the_rejected_command_and_hist
     sign_in(page, console_stack, "engineer")
     open_vehicle(page, GONE_VEHICLE)
     expect(page.locator("#send-command")).to_be_enabled()
+    # The presence stream's snapshot has arrived: what follows is a change it never hears.
+    expect(page.locator("#vehicle-connection")).to_have_attribute("data-presence", "live")
     with went_offline(console_stack, GONE_VEHICLE):
         page.locator("#param-ecuAddress").fill("0x10")
         page.locator("#send-command").click()

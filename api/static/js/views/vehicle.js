@@ -105,6 +105,8 @@ export async function vehicleView(root, { params, user, navigate, isCurrent }) {
     onPresence: (change) => {
       if (change.vehicle_id === vehicle.vehicle_id) showPresence(change.connection_status, change.last_seen_at);
     },
+    // "live" once the stream's snapshot arrived: from then on every change shows here.
+    onState: (state) => connection.setAttribute("data-presence", state),
   });
   replace(
     root,
