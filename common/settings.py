@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     #: A vehicle that went offline other than by a clean disconnect (a last will, a
     #: heartbeat timeout) has this long to come back before its active commands end
     #: with ``vehicle_offline`` (0: at once). Lets a transport resume an exchange across
-    #: a broker restart; over MQTT, SOVD_MQTT_OFFLINE_GRACE_S is the floor.
+    #: a broker restart; align it with the transport's own grace.
     presence_offline_grace_s: float = Field(default=0.0, ge=0, le=300)
 
     # MQTT transport (workers/mqtt_connector.py, agent/, deploy/mosquitto/)
@@ -268,15 +268,6 @@ class Settings(BaseSettings):
         if (self.grpc_client_cert_file is None) != (self.grpc_client_key_file is None):
             raise ValueError("SOVD_GRPC_CLIENT_CERT_FILE and SOVD_GRPC_CLIENT_KEY_FILE go together")
         return self
-
-    @property
-    def effective_offline_grace_s(self) -> float:
-        """How long commands of a vehicle that went offline (not cleanly) wait for it: the
-        presence grace, and over MQTT at least the transport's own grace, so an exchange
-        the connector would resume across a broker restart is not failed first."""
-        if self.connector == "mqtt":
-            return max(self.presence_offline_grace_s, self.mqtt_offline_grace_s)
-        return self.presence_offline_grace_s
 
     @property
     def effective_redis_url(self) -> str:

@@ -80,7 +80,7 @@ class OfflineCommands(dramatiq.Middleware):
         self._thread: threading.Thread | None = None
         #: Set once the thread is subscribed (tests wait on it).
         self.subscribed = threading.Event()
-        self._grace_s = runtime.settings.effective_offline_grace_s
+        self._grace_s = runtime.settings.presence_offline_grace_s
         self._timers: set[threading.Timer] = set()
         self._timers_lock = threading.Lock()
 

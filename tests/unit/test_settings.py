@@ -117,14 +117,3 @@ def test_every_grpc_setting_has_a_readme_row() -> None:
     names = [f"SOVD_{name.upper()}" for name in Settings.model_fields if name.startswith("grpc_")]
     assert names
     assert [n for n in names if f"`{n}`" not in readme] == []
-
-
-def test_over_mqtt_the_offline_grace_is_at_least_the_transports() -> None:
-    from common.settings import Settings
-
-    simulator = Settings(_env_file=None, presence_offline_grace_s=0)
-    assert simulator.effective_offline_grace_s == 0
-    mqtt = Settings(_env_file=None, connector="mqtt", mqtt_offline_grace_s=3)
-    assert mqtt.effective_offline_grace_s == 3
-    longer = Settings(_env_file=None, connector="mqtt", presence_offline_grace_s=10)
-    assert longer.effective_offline_grace_s == 10
