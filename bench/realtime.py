@@ -413,10 +413,11 @@ def hold(count: int, valkey: RedisServer, args: argparse.Namespace) -> None:
         connect_s = time.perf_counter() - started
         time.sleep(1.0)
         held = len(handshakes)
-        status = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
-        connections = status.json().get("connections") if status.status_code == 200 else None
-        if connections is None:  # at the descriptor limit even the probe may be refused
-            connections = held
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+            connections = status.json().get("connections") if status.status_code == 200 else "?"
+        except httpx.HTTPError:  # at the descriptor limit even the probe is refused
+            connections = "probe refused (no descriptor left)"
         fds = _fds(process.pid)
         rss_per_conn = (_rss_kib(process.pid) - rss_before) / max(held, 1)
         print(
