@@ -275,3 +275,18 @@ def running_stack(
                 process.wait(timeout=timeout(10))
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def listen_addresses(port: int) -> set[str]:
+    """Local addresses of TCP listeners on ``port`` (Linux /proc), as dotted IPv4."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                if len(address) == 8:
+                    found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+                else:
+                    found.add(f"ipv6:{address}")
+    return found

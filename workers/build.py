@@ -49,10 +49,11 @@ def build_worker(settings: Settings, *, connector: VehicleConnector | None = Non
     offline = OfflineCommands(runtime)
     broker.add_middleware(offline)
     if settings.worker_metrics:
-        # Dramatiq's exporter: port and data folder from dramatiq_prom_port / dramatiq_prom_db.
-        from dramatiq.middleware.prometheus import Prometheus
+        # Dramatiq's exporter: port and data folder from dramatiq_prom_port / dramatiq_prom_db,
+        # address from dramatiq_prom_host (loopback when unset: workers/metrics_export.py).
+        from workers.metrics_export import LoopbackPrometheus
 
-        broker.add_middleware(Prometheus())
+        broker.add_middleware(LoopbackPrometheus())
     actors = declare_actors(broker, runtime)
     return WorkerParts(
         broker=broker, runtime=runtime, actors=actors, duties=duties, offline=offline

@@ -28,7 +28,7 @@ import redis
 from common.fleet import demo_fleet
 from common.keys import Keys
 from common.vehicles import ConnectionStatus
-from tests.support import ROOT, free_port, timeout, wait_for
+from tests.support import ROOT, free_port, listen_addresses, timeout, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -58,21 +58,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _listen_addresses(port: int) -> set[str]:
-    """Local addresses of TCP listeners on ``port`` (Linux /proc), as dotted IPv4."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            address, hex_port = fields[1].split(":")
-            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
-                if len(address) == 8:
-                    found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
-                else:
-                    found.add(f"ipv6:{address}")
-    return found
 
 
 def _ready(url: str) -> bool:
@@ -164,7 +149,7 @@ def first_start(env: dict[str, str], ports: Ports) -> Iterator[dict[str, str]]:
     output = Output(controller)
     try:
         _wait_started(output, ports)
-        metrics_addresses = _listen_addresses(ports.worker_metrics)
+        metrics_addresses = listen_addresses(ports.worker_metrics)
         token = httpx.post(
             f"{ports.api_url}/api/v1/auth/login",
             json={"username": "engineer", "password": "engineer-demo-pass"},
