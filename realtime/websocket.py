@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -67,35 +67,17 @@ async def _refuse(websocket: WebSocket, service: RealtimeService, refusal: Refus
 
 async def serve_websocket(websocket: WebSocket, command_id: str, service: RealtimeService) -> None:
     """Stream one command's events (replay first, then live); see docs/protocol.md."""
-    token, subprotocol = credentials(
-        websocket.query_params.get("token"), websocket.scope.get("subprotocols", [])
-    )
-    await websocket.accept(subprotocol=subprotocol)
-    try:
+
+    async def admit(token: str | None) -> tuple[Connection, Coroutine[Any, Any, None]]:
         connection, since = await service.admit(
             token=token,
             command_id=command_id,
             since=websocket.query_params.get("since"),
             transport="websocket",
         )
-    except Refusal as refusal:
-        await _refuse(websocket, service, refusal)
-        return
-    except Exception:
-        log.exception("ws_admission_failed")
-        await _refuse(websocket, service, Refusal.internal())
-        return
-    structlog.contextvars.bind_contextvars(
-        user_id=connection.user.user_id,
-        command_id=command_id,
-        connection_id=connection.connection_id,
-    )
-    try:
-        follow = service.streams.follow(connection, connection.primary_command_id, since)
-        await _run(websocket, service, connection, follow)
-    finally:
-        service.close_connection(connection)
-        log.info("ws_closed", code=int(connection.close_code))
+        return connection, service.streams.follow(connection, connection.primary_command_id, since)
+
+    await _serve(websocket, service, admit, command_id=command_id)
 
 
 async def serve_presence_websocket(
@@ -103,14 +85,31 @@ async def serve_presence_websocket(
 ) -> None:
     """Follow the presence of every vehicle (or one): a snapshot, then each change. The
     client actions are those of a command stream (ping, refresh, subscribe...)."""
+
+    async def admit(token: str | None) -> tuple[Connection, Coroutine[Any, Any, None]]:
+        connection = await service.admit_presence(
+            token=token, vehicle_id=vehicle_id, transport="websocket"
+        )
+        return connection, service.presence.follow(connection, vehicle_id)
+
+    await _serve(websocket, service, admit, vehicle_id=vehicle_id or "*")
+
+
+async def _serve(
+    websocket: WebSocket,
+    service: RealtimeService,
+    admit: Callable[[str | None], Awaitable[tuple[Connection, Coroutine[Any, Any, None]]]],
+    **context: str,
+) -> None:
+    """One WebSocket stream: accept, ``admit`` with the client's token (a refusal is
+    rendered as its close code), then run the connection with the ``follow`` coroutine
+    ``admit`` returned, and close it. ``context`` is bound to the connection's logs."""
     token, subprotocol = credentials(
         websocket.query_params.get("token"), websocket.scope.get("subprotocols", [])
     )
     await websocket.accept(subprotocol=subprotocol)
     try:
-        connection = await service.admit_presence(
-            token=token, vehicle_id=vehicle_id, transport="websocket"
-        )
+        connection, follow = await admit(token)
     except Refusal as refusal:
         await _refuse(websocket, service, refusal)
         return
@@ -119,12 +118,10 @@ async def serve_presence_websocket(
         await _refuse(websocket, service, Refusal.internal())
         return
     structlog.contextvars.bind_contextvars(
-        user_id=connection.user.user_id,
-        vehicle_id=vehicle_id or "*",
-        connection_id=connection.connection_id,
+        user_id=connection.user.user_id, connection_id=connection.connection_id, **context
     )
     try:
-        await _run(websocket, service, connection, service.presence.follow(connection, vehicle_id))
+        await _run(websocket, service, connection, follow)
     finally:
         service.close_connection(connection)
         log.info("ws_closed", code=int(connection.close_code))
