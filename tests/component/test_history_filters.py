@@ -56,6 +56,21 @@ filters = st.fixed_dictionaries(
 BASE = 1_767_225_600
 
 
+def _record(
+    *,
+    user_id: str = USERS[0],
+    vehicle_id: str = VEHICLES[0],
+    name: str = "ReadDTC",
+    second: int = 0,
+    status: CommandStatus = CommandStatus.PENDING,
+) -> CommandRecord:
+    return CommandRecord(
+        command_id=str(uuid.uuid4()), user_id=user_id, vehicle_id=vehicle_id,
+        command_name=name, command_params={}, status=status,
+        submitted_at=datetime.fromtimestamp(BASE + second, tz=UTC),
+    )  # fmt: skip
+
+
 def _matches(record: CommandRecord, wanted: dict[str, object]) -> bool:
     score = record.submitted_at.timestamp() - BASE
     return (
@@ -80,11 +95,7 @@ async def _check(
         log = AsyncEventLog(client, keys, maxlen=100, ttl_s=60)
         records = []
         for user_id, vehicle_id, name, second, path in made:
-            record = CommandRecord(
-                command_id=str(uuid.uuid4()), user_id=user_id, vehicle_id=vehicle_id,
-                command_name=name, command_params={}, status=CommandStatus.PENDING,
-                submitted_at=datetime.fromtimestamp(BASE + second, tz=UTC),
-            )  # fmt: skip
+            record = _record(user_id=user_id, vehicle_id=vehicle_id, name=name, second=second)
             await store.create(record)
             for status in PATHS[path]:
                 event = StatusEvent(command_id=record.command_id, status=status)
@@ -148,11 +159,7 @@ def test_a_command_sits_in_exactly_one_status_index(redis_url: str) -> None:
         client = async_client(redis_url)
         keys = Keys(f"filters-{uuid.uuid4().hex[:12]}")
         try:
-            record = CommandRecord(
-                command_id=str(uuid.uuid4()), user_id=USERS[0], vehicle_id=VEHICLES[0],
-                command_name="ReadDTC", command_params={}, status=CommandStatus.PENDING,
-                submitted_at=datetime.fromtimestamp(BASE, tz=UTC),
-            )  # fmt: skip
+            record = _record()
             await CommandStore(client, keys).create(record)
             log = AsyncEventLog(client, keys, maxlen=100, ttl_s=60)
             for status in (CommandStatus.IN_PROGRESS, CommandStatus.COMPLETED):
@@ -177,11 +184,7 @@ def test_commands_stored_before_the_status_and_type_indexes_are_backfilled_once(
         client = async_client(redis_url)
         keys = Keys(f"filters-{uuid.uuid4().hex[:12]}")
         try:
-            record = CommandRecord(
-                command_id=str(uuid.uuid4()), user_id=USERS[0], vehicle_id=VEHICLES[0],
-                command_name="ReadDTC", command_params={}, status=CommandStatus.COMPLETED,
-                submitted_at=datetime.fromtimestamp(BASE, tz=UTC),
-            )  # fmt: skip
+            record = _record(status=CommandStatus.COMPLETED)
             await CommandStore(client, keys).create(record)
             # As an earlier version stored it: no status or type index entry.
             await client.delete(
