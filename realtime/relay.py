@@ -25,20 +25,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio
 import structlog
 from pydantic import ValidationError
-from redis.asyncio.client import PubSub
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from common.auth_events import AuthEvent
 from common.events import EventEnvelope
 from common.keys import response_channel
 from realtime.channels import ChannelBook, Hold
 from realtime.hub import Hub, Subscription
+from realtime.pubsub import PubSubConnection, open_pubsub
 
 __all__ = ["Relay", "RelayUnavailable"]
 
@@ -49,6 +46,9 @@ _CHANNEL_PREFIX = response_channel("")
 IDLE_PING_S = 5.0
 DEAD_AFTER_S = 15.0
 MAX_BACKOFF_S = 5.0
+CONNECT_TIMEOUT_S = 2.0
+#: How the relay's connection shows in ``CLIENT LIST``.
+CLIENT_NAME = "sovd-realtime-relay"
 
 Resync = Callable[[Subscription], Awaitable[None]]
 OnAuthEvent = Callable[[AuthEvent], None]
@@ -72,13 +72,7 @@ class Relay:
         on_presence_event: Callable[[str], None] | None = None,
         confirm_timeout_s: float = 5.0,
     ):
-        self._client = redis.asyncio.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2.0,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),  # reconnects are ours: we must know, to resync
-        )
+        self._url = url  # reconnects are ours: we must know, to resync
         self._hub = hub
         self._resync = resync
         self._confirm_timeout_s = confirm_timeout_s
@@ -91,7 +85,7 @@ class Relay:
         self._book = ChannelBook()
         self._waiters: dict[Hold, asyncio.Future[None]] = {}
         self._send_wanted = asyncio.Event()
-        self._pubsub: PubSub | None = None
+        self._pubsub: PubSubConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Event()
@@ -125,8 +119,7 @@ class Relay:
             if task:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        await self._close_pubsub()
-        await self._client.aclose()
+        self._close_pubsub()
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -178,7 +171,7 @@ class Relay:
                 was_connected = self._connected.is_set()
                 self._connected.clear()
                 self._book.disconnected()
-                await self._close_pubsub()
+                self._close_pubsub()
                 if was_connected:
                     self.reconnects += 1
                     log.warning("relay_disconnected", error=str(exc))
@@ -191,12 +184,14 @@ class Relay:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await sender
 
-    async def _connect(self, *, resync: bool) -> PubSub:
-        pubsub = self._client.pubsub()
+    async def _connect(self, *, resync: bool) -> PubSubConnection:
+        pubsub = await open_pubsub(
+            self._url, self._handle, connect_timeout_s=CONNECT_TIMEOUT_S, client_name=CLIENT_NAME
+        )
         fixed = [self._control] + [
             c for c in (self._auth_channel, self._presence_channel) if c is not None
         ]
-        await pubsub.subscribe(*fixed)
+        pubsub.subscribe(*fixed)
         self._pubsub = pubsub
         held = self._book.reconnected()
         self._resync_pending = set(held) if resync else set()
@@ -208,52 +203,55 @@ class Relay:
                 self._on_reconnected()
         return pubsub
 
-    async def _send_loop(self, pubsub: PubSub) -> None:
-        """Send what the book asks for, in order; a failed send fails the connection."""
+    async def _send_loop(self, pubsub: PubSubConnection) -> None:
+        """Send what the book asks for, in order, one command for all the channels that
+        asked since the last turn; a failed send fails the connection."""
         while True:
             await self._send_wanted.wait()
             self._send_wanted.clear()
             sends = self._book.take_sends()
-            if sends.subscribe:
-                await pubsub.subscribe(*sends.subscribe)
-            if sends.unsubscribe:
-                await pubsub.unsubscribe(*sends.unsubscribe)
+            pubsub.subscribe(*sends.subscribe)
+            pubsub.unsubscribe(*sends.unsubscribe)
 
-    async def _read_loop(self, pubsub: PubSub, sender: asyncio.Task[None]) -> None:
+    async def _read_loop(self, pubsub: PubSubConnection, sender: asyncio.Task[None]) -> None:
+        """Messages are handled as they are read (``_handle``); this only watches the
+        connection: a failed send, a lost socket, or Redis silent for too long."""
         loop = asyncio.get_running_loop()
-        last_seen = loop.time()
-        pinged = False
+        pinged_at = 0.0
         while True:
             if sender.done():
                 sender.result()  # raises the send's connection error
                 raise RedisConnectionError("the Pub/Sub sender stopped")
-            message = await pubsub.get_message(timeout=1.0)
-            now = loop.time()
-            if message is None:
-                if now - last_seen > DEAD_AFTER_S:
-                    raise RedisTimeoutError("no answer from Redis on the Pub/Sub connection")
-                if now - last_seen > IDLE_PING_S and not pinged:
-                    await pubsub.ping()
-                    pinged = True
-                continue
-            last_seen, pinged = now, False
-            self._handle(message)
+            done, _ = await asyncio.wait([pubsub.closed, sender], timeout=1.0)
+            if pubsub.closed in done:
+                pubsub.closed.result()  # raises why it ended
+            silent = loop.time() - pubsub.last_seen
+            if silent > DEAD_AFTER_S:
+                raise RedisTimeoutError("no answer from Redis on the Pub/Sub connection")
+            if silent > IDLE_PING_S and pinged_at < pubsub.last_seen:
+                pubsub.ping()
+                pinged_at = loop.time()
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        channel = message.get("channel")
-        if not isinstance(channel, str):
-            return
-        if kind == "message":
+    def _handle(self, kind: str, channel: str, data: str | None) -> None:
+        """One Pub/Sub reply, straight from the socket's read callback."""
+        try:
+            self._handle_reply(kind, channel, data)
+        except Exception:  # a fault here must not end the connection for everyone
+            log.exception("relay_message_failed", kind=kind, channel=channel)
+
+    def _handle_reply(self, kind: str, channel: str, data: str | None) -> None:
+        if kind == "message" and data is not None:
             if channel == self._auth_channel:
-                self._auth_event(message["data"])
+                self._auth_event(data)
             elif channel == self._presence_channel:
                 if self._on_presence_event is not None:
-                    self._on_presence_event(message["data"])
+                    self._on_presence_event(data)
             else:
-                self._dispatch(channel, message["data"])
+                self._dispatch(channel, data)
         elif kind in ("subscribe", "unsubscribe"):
-            answer = self._book.answered(channel, kind)
+            answer = self._book.answered(
+                channel, "subscribe" if kind == "subscribe" else "unsubscribe"
+            )
             for hold in answer.woken:
                 future = self._waiters.pop(hold, None)
                 if future is not None and not future.done():
@@ -289,8 +287,7 @@ class Relay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _close_pubsub(self) -> None:
+    def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call] # unannotated in redis-py
+            pubsub.close()

@@ -74,15 +74,23 @@ class RedisServer:
     port and folder (a Redis restart).
     """
 
-    def __init__(self, *, appendonly: bool = False) -> None:
+    def __init__(self, *, appendonly: bool = False, password: str | None = None) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sovd-test-valkey-"))
         self.appendonly = appendonly
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        """The same server on its Unix socket."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"unix://{auth}{self.dir / 'valkey.sock'}"
 
     def start(self) -> None:
         log = (self.dir / "server.log").open("ab")
@@ -101,6 +109,11 @@ class RedisServer:
                 "yes" if self.appendonly else "no",
                 "--protected-mode",
                 "yes",
+                "--unixsocket",
+                str(self.dir / "valkey.sock"),
+                "--unixsocketperm",
+                "700",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
