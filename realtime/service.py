@@ -53,6 +53,10 @@ __all__ = ["RealtimeService"]
 
 log = structlog.get_logger(__name__)
 
+#: After the relay reconnects (revocation pushes may have been missed), tries to check
+#: every open connection again, with back-off doubling from the first delay.
+RECHECK_TRIES, RECHECK_BACKOFF_S = 6, 0.25
+
 
 class RealtimeService:
     def __init__(
@@ -280,25 +284,39 @@ class RealtimeService:
         self.presence.resnapshot_all()
 
     async def _recheck_all(self) -> None:
+        """Every open connection's token and user, checked again in two pipelines. While
+        Redis cannot answer, try again with back-off; a process that still cannot tell
+        who was revoked asks everyone to reconnect (1013), and admission checks them."""
+        delay = RECHECK_BACKOFF_S
+        for attempt in range(1, RECHECK_TRIES + 1):
+            try:
+                await self._recheck_once()
+                return
+            except Exception as exc:
+                if as_refusal(exc) is None:
+                    raise
+                log.warning("recheck_failed", error=str(exc), attempt=attempt)
+                if attempt < RECHECK_TRIES:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        refusal = Refusal.unavailable()
+        for connection in list(self.connections.values()):
+            connection.request_close(refusal.close_code, refusal.message)
+
+    async def _recheck_once(self) -> None:
         connections = list(self.connections.values())
         if not connections:
             return
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for connection in connections:
-                    pipe.exists(self.keys.revoked_access_token(connection.lifetime.token_id))
-                    pipe.get(self.keys.user_by_id(connection.user.user_id))
-                answers = await pipe.execute()
-            names = {cast(str, answers[2 * i + 1]) for i in range(len(connections))}
-            async with self.client.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hget(self.keys.user(name), "active")
-                active = dict(zip(names, await pipe.execute(), strict=True))
-        except Exception as exc:  # Redis away again: the next reconnect checks again
-            if as_refusal(exc) is None:
-                raise
-            log.warning("recheck_failed", error=str(exc))
-            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for connection in connections:
+                pipe.exists(self.keys.revoked_access_token(connection.lifetime.token_id))
+                pipe.get(self.keys.user_by_id(connection.user.user_id))
+            answers = await pipe.execute()
+        names = {cast(str, answers[2 * i + 1]) for i in range(len(connections))}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(self.keys.user(name), "active")
+            active = dict(zip(names, await pipe.execute(), strict=True))
         for i, connection in enumerate(connections):
             revoked, name = answers[2 * i], answers[2 * i + 1]
             if revoked or active.get(name) != "1":

@@ -10,6 +10,7 @@ a ``cannot_recover`` refusal.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -38,6 +39,14 @@ log = structlog.get_logger(__name__)
 
 #: Events read from the log per round trip during a replay.
 REPLAY_PAGE = 200
+#: Log reads in flight at once. After the relay reconnects every held subscription
+#: re-reads the log at the same moment (10,000 of them on a busy process); unbounded,
+#: they would take every pooled Redis connection for seconds and starve admissions
+#: and the revocation check. They wait here instead, without a time limit.
+LOG_READS = 24
+#: A resync that meets a Redis error tries again this often (doubling back-off from
+#: the first delay) before the client is told to reconnect (1013).
+RESYNC_TRIES, RESYNC_BACKOFF_S = 5, 0.2
 
 Entries = list[tuple[int, str]]
 
@@ -48,6 +57,7 @@ class Subscriptions:
         self._keys = keys
         self.hub = hub
         self.relay = relay
+        self._reads = asyncio.Semaphore(LOG_READS)
         #: Finds a subscription's connection (set by the service that owns connections).
         self.connection_of: Callable[[str], Connection | None] = lambda _id: None
         #: Called when an open connection is left with no subscription.
@@ -165,15 +175,27 @@ class Subscriptions:
         connection = self.connection_of(subscription.connection_id)
         if connection is None:
             return
-        try:
-            await self._replay(subscription, connection, None)
-        except Exception as exc:
-            refusal = as_refusal(exc)
-            if refusal is None:
-                log.exception("resync_failed", command_id=subscription.command_id)
-                refusal = Refusal.internal()
-            log.info("resync_refused", command_id=subscription.command_id, code=refusal.code)
-            self.refuse(connection, subscription.command_id, refusal)
+        delay = RESYNC_BACKOFF_S
+        for attempt in range(1, RESYNC_TRIES + 1):
+            try:
+                await self._replay(subscription, connection, None)
+                return
+            except Exception as exc:
+                refusal = as_refusal(exc)
+                transient = refusal is not None and not isinstance(exc, Refusal)
+                if transient and attempt < RESYNC_TRIES and _following(connection, subscription):
+                    # Redis away or slow: the subscription keeps buffering live events
+                    # (or notes that it overflowed) and reads the log again shortly.
+                    log.info("resync_retry", command_id=subscription.command_id, error=repr(exc))
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                if refusal is None:
+                    log.exception("resync_failed", command_id=subscription.command_id)
+                    refusal = Refusal.internal()
+                log.info("resync_refused", command_id=subscription.command_id, code=refusal.code)
+                self.refuse(connection, subscription.command_id, refusal)
+                return
 
     # -- replay -----------------------------------------------------------------------
 
@@ -232,7 +254,7 @@ class Subscriptions:
     async def _snapshot(self, command_id: str, last_seq: int) -> tuple[str, Entries]:
         """The command's stored state as events ending at its last position; raises
         ``cannot_recover`` when the command itself is gone."""
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self._reads, self._client.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._keys.command(command_id))
             pipe.hvals(self._keys.command_responses(command_id))
             fields, raw_responses = cast(tuple[dict[str, str], list[str]], await pipe.execute())
@@ -287,7 +309,7 @@ class Subscriptions:
 
     async def _last_seq(self, command_id: str) -> int | None:
         """The command's latest position; None when the command itself is gone."""
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self._reads, self._client.pipeline(transaction=False) as pipe:
             pipe.exists(self._keys.command(command_id))
             pipe.hget(self._keys.command(command_id), "event_seq")
             exists, raw = await pipe.execute()
@@ -299,7 +321,7 @@ class Subscriptions:
         """``_last_seq``, then the first ``_read_log`` page after ``since``: one pipeline,
         which Redis runs in that order."""
         key = self._keys.command(command_id)
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self._reads, self._client.pipeline(transaction=False) as pipe:
             pipe.exists(key)
             pipe.hget(key, "event_seq")
             pipe.xrange(
@@ -312,13 +334,11 @@ class Subscriptions:
 
     async def _read_log(self, command_id: str, since: int, *, count: int = REPLAY_PAGE) -> Entries:
         """Up to ``count`` logged events with ``seq > since``, in order."""
-        raw = cast(
-            list[tuple[str, dict[str, str]]],
-            await self._client.xrange(
+        async with self._reads:
+            raw = await self._client.xrange(
                 self._keys.command_events(command_id), min=f"{since + 1}-0", count=count
-            ),
-        )
-        return _entries(raw)
+            )
+        return _entries(cast(list[tuple[str, dict[str, str]]], raw))
 
     async def _paced(
         self,
