@@ -35,6 +35,11 @@ WS_PATH_PREFIX = "/ws/responses/"
 READY_TIMEOUT_S = 1.0
 #: Redis connections for authentication, authorization and log reads (Pub/Sub has its own).
 REDIS_POOL_SIZE = 64
+#: Seconds a caller waits for a pooled connection. A reconnect storm queues thousands
+#: of handshakes behind the pool; each waits its turn rather than fail with 1013 and
+#: come back later to do its handshake again (a Redis that stopped answering still
+#: fails each of them within its socket timeout).
+POOL_WAIT_S = 30.0
 
 
 def create_app(settings: Settings) -> RealtimeApp:
@@ -43,7 +48,9 @@ def create_app(settings: Settings) -> RealtimeApp:
         # A reconnect storm authenticates thousands of clients at once: wait for a pooled
         # connection rather than refuse them with 1013.
         client = async_client(
-            settings.effective_redis_url, max_connections=REDIS_POOL_SIZE, pool_timeout_s=5.0
+            settings.effective_redis_url,
+            max_connections=REDIS_POOL_SIZE,
+            pool_timeout_s=POOL_WAIT_S,
         )
         hub = Hub()
         service: RealtimeService
