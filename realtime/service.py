@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any, cast
 
@@ -56,6 +58,9 @@ log = structlog.get_logger(__name__)
 #: After the relay reconnects (revocation pushes may have been missed), tries to check
 #: every open connection again, with back-off doubling from the first delay.
 RECHECK_TRIES, RECHECK_BACKOFF_S = 6, 0.25
+#: Auth events remembered for the admissions and refreshes in flight: a push that lands
+#: between a token's check and the connection's registration must still reach it.
+AUTH_LOG_SIZE = 1024
 
 
 class RealtimeService:
@@ -90,6 +95,12 @@ class RealtimeService:
         self._empty = asyncio.Event()
         self._empty.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Every auth event since start is numbered; the last AUTH_LOG_SIZE are kept
+        #: (None: the relay reconnected, so pushes may have been lost).
+        self._auth_seq = 0
+        self._auth_log: deque[AuthEvent | None] = deque(maxlen=AUTH_LOG_SIZE)
+        #: The idle timer of each connection that follows nothing (one at most).
+        self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         #: One callable for every connection (a lambda each would cost a closure each).
         self._on_slow = self._count_slow
         metrics.watch(self.live_values)
@@ -115,6 +126,7 @@ class RealtimeService:
         if not token:
             raise Refusal.missing_token()
         position = parse_position(since)
+        mark = self._auth_seq
         try:
             user, claims, command = await self._authenticate_for(token, command_id)
             visible = command is not None and can_view_command(user.role, user.user_id, command)
@@ -130,7 +142,9 @@ class RealtimeService:
             raise refusal from None
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
-        return self._open(user, claims, transport=transport, command_id=command_id), position
+        connection = self._open(user, claims, transport=transport, command_id=command_id)
+        self._catch_up(connection, mark)
+        return connection, position
 
     async def admit_presence(
         self, *, token: str | None, vehicle_id: str | None, transport: Transport
@@ -142,6 +156,7 @@ class RealtimeService:
             raise Refusal.going_away()
         if not token:
             raise Refusal.missing_token()
+        mark = self._auth_seq
         try:
             user, claims = await self.authenticate(token)
             if vehicle_id is not None and not (
@@ -155,7 +170,9 @@ class RealtimeService:
             raise refusal from None
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
-        return self._open(user, claims, transport=transport, command_id="")
+        connection = self._open(user, claims, transport=transport, command_id="")
+        self._catch_up(connection, mark)
+        return connection
 
     async def _authenticate_for(
         self, token: str, command_id: str
@@ -246,6 +263,9 @@ class RealtimeService:
         self.peak_queued_bytes = max(self.peak_queued_bytes, connection.outbox.peak_bytes)
         if not self.connections:
             self._empty.set()
+        timer = self._idle_timers.pop(connection.connection_id, None)
+        if timer is not None:
+            timer.cancel()
         self.streams.unsubscribe_all(connection)
         self.presence.unfollow(connection)
 
@@ -253,44 +273,82 @@ class RealtimeService:
         self.metrics.closes.labels(str(code)).inc()
 
     async def refresh(self, connection: Connection, token: str) -> str:
-        """Adopt a new token for the connection; returns the answer event's JSON."""
+        """Adopt a new token for the connection; returns the answer event's JSON. A
+        Redis that cannot answer raises ``Refusal.unavailable`` (the client reconnects)."""
+        mark = self._auth_seq
         try:
             user, claims = await self.authenticate(token)
         except AuthError as exc:
             return protocol_error("invalid_token", f"Refresh refused: {exc.message}")
+        except Exception as exc:
+            refusal = as_refusal(exc)
+            if refusal is None:
+                raise
+            log.warning("refresh_unavailable", error=repr(exc))
+            raise refusal from None
         verdict = connection.lifetime.refresh(
             user.user_id, claims.expires_at.timestamp(), claims.jti
         )
         if verdict is Refresh.OTHER_USER:
             return protocol_error("invalid_token", "Refresh refused: the token is for another user")
         connection.lifetime_moved()
+        self._catch_up(connection, mark)
         return TokenRefreshedEvent(expires_at=isoformat(claims.expires_at)).model_dump_json()
 
     # -- revocation -------------------------------------------------------------------
 
     def on_auth_event(self, event: AuthEvent) -> None:
         """A token was revoked or a user deactivated: end the connections living on it."""
+        self._remember(event)
         for connection in list(self.connections.values()):
-            if connection.lifetime.user_id != event.user_id:
-                continue
-            if event.kind == "token_revoked" and connection.lifetime.token_id != event.jti:
-                continue
-            self._end_session(connection)
+            if _ends(event, connection):
+                self._end_session(connection)
 
     def on_relay_reconnected(self) -> None:
         """Pushes sent while the relay was away are lost: check every connection again,
         and send presence followers a fresh snapshot."""
-        self._spawn(self._recheck_all())
+        self._remember(None)
+        self._spawn(self._recheck(None))
         self.presence.resnapshot_all()
 
-    async def _recheck_all(self) -> None:
-        """Every open connection's token and user, checked again in two pipelines. While
-        Redis cannot answer, try again with back-off; a process that still cannot tell
-        who was revoked asks everyone to reconnect (1013), and admission checks them."""
+    @property
+    def auth_events_seen(self) -> int:
+        """Auth events (and relay reconnects) this process has met since it started."""
+        return self._auth_seq
+
+    def _remember(self, event: AuthEvent | None) -> None:
+        self._auth_seq += 1
+        self._auth_log.append(event)
+
+    def _catch_up(self, connection: Connection, mark: int) -> None:
+        """Apply to ``connection`` the auth events that arrived since ``mark``, while its
+        token was being checked (``on_auth_event`` saw only registered connections). One
+        invariant: a registered connection has met every auth event after its check."""
+        missed = self._auth_seq - mark
+        if missed == 0:
+            return
+        if missed > len(self._auth_log):  # more than were kept: ask Redis
+            self._spawn(self._recheck([connection]))
+            return
+        reconnected = False
+        for event in itertools.islice(self._auth_log, len(self._auth_log) - missed, None):
+            if event is None:
+                reconnected = True
+            elif _ends(event, connection):
+                self._end_session(connection)
+                return
+        if reconnected:  # a push may have been lost while the relay was away
+            self._spawn(self._recheck([connection]))
+
+    async def _recheck(self, only: list[Connection] | None) -> None:
+        """Every open connection's token and user (or those of ``only``), checked again
+        in two pipelines. While Redis cannot answer, try again with back-off; a process
+        that still cannot tell who was revoked asks them to reconnect (1013), and
+        admission checks them."""
         delay = RECHECK_BACKOFF_S
         for attempt in range(1, RECHECK_TRIES + 1):
             try:
-                await self._recheck_once()
+                await self._recheck_once(only)
                 return
             except Exception as exc:
                 if as_refusal(exc) is None:
@@ -300,11 +358,16 @@ class RealtimeService:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
         refusal = Refusal.unavailable()
-        for connection in list(self.connections.values()):
+        for connection in self._still_open(only):
             connection.request_close(refusal.close_code, refusal.message)
 
-    async def _recheck_once(self) -> None:
-        connections = list(self.connections.values())
+    def _still_open(self, only: list[Connection] | None) -> list[Connection]:
+        if only is None:
+            return list(self.connections.values())
+        return [c for c in only if c.connection_id in self.connections]
+
+    async def _recheck_once(self, only: list[Connection] | None) -> None:
+        connections = self._still_open(only)
         if not connections:
             return
         async with self.client.pipeline(transaction=False) as pipe:
@@ -332,20 +395,28 @@ class RealtimeService:
     def _idle_watch(self, connection: Connection) -> None:
         """The connection follows nothing any more: close it unless it subscribes again
         within ``ws_idle_timeout_s``."""
-        if connection.connection_id not in self.connections:
+        connection_id = connection.connection_id
+        if connection_id not in self.connections:
             return  # closing: nothing to watch
-        loop = asyncio.get_running_loop()
+        # The timer counts from the last time it went empty: an earlier one (it
+        # subscribed and went empty again since) is replaced, not left to fire early.
+        earlier = self._idle_timers.pop(connection_id, None)
+        if earlier is not None:
+            earlier.cancel()
 
         def check() -> None:
+            self._idle_timers.pop(connection_id, None)
             if (
                 not connection.subscriptions
-                and connection.connection_id in self.connections
-                and connection.connection_id not in self.presence.feed
+                and connection_id in self.connections
+                and connection_id not in self.presence.feed
             ):
                 refusal = Refusal.idle()
                 connection.request_close(refusal.close_code, refusal.message)
 
-        loop.call_later(self.settings.ws_idle_timeout_s, check)
+        self._idle_timers[connection_id] = asyncio.get_running_loop().call_later(
+            self.settings.ws_idle_timeout_s, check
+        )
 
     # -- shutdown and metrics -------------------------------------------------------------
 
@@ -384,3 +455,10 @@ class RealtimeService:
             pubsub_reconnects=self.relay.reconnects,
             pubsub_connected=self.relay.connected,
         )
+
+
+def _ends(event: AuthEvent, connection: Connection) -> bool:
+    """``event`` ends ``connection``'s session (its user, or its very token)."""
+    if connection.lifetime.user_id != event.user_id:
+        return False
+    return event.kind != "token_revoked" or connection.lifetime.token_id == event.jti

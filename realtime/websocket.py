@@ -238,7 +238,10 @@ async def _act(service: RealtimeService, connection: Connection, message: Client
         if not message.token:
             connection.push(protocol_error("invalid_message", "refresh needs token"))
             return
-        connection.push(await service.refresh(connection, message.token))
+        try:
+            connection.push(await service.refresh(connection, message.token))
+        except Refusal as unavailable:  # Redis away or slow: reconnect, admission checks it
+            connection.request_close(unavailable.close_code, unavailable.message)
         return
     command_id = message.command_id
     if not command_id:
@@ -248,8 +251,14 @@ async def _act(service: RealtimeService, connection: Connection, message: Client
         service.streams.unsubscribe(connection, command_id)
         connection.push(UnsubscribedEvent(command_id=command_id).model_dump_json())
         return
+    followed = connection.subscriptions.get(command_id)
+    if followed is not None:  # already followed: say so, change nothing (since is ignored)
+        connection.push(
+            SubscribedEvent(command_id=command_id, since=followed.last_seq).model_dump_json()
+        )
+        return
     limit = service.settings.ws_max_subscriptions
-    if command_id not in connection.subscriptions and len(connection.subscriptions) >= limit:
+    if len(connection.subscriptions) >= limit:
         connection.push(
             protocol_error(
                 "too_many_subscriptions",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -96,3 +97,28 @@ def test_a_connection_left_without_subscriptions_is_closed_after_the_idle_timeou
         assert receive(ws, 1)[0]["event"] == "unsubscribed"
         assert close_of(ws) == (4408, "No subscription: closed after the idle timeout")
     wait_for(lambda: not service_of(bounded).connections, what="the connection to be forgotten")
+
+
+def test_the_idle_timer_counts_from_the_last_time_the_connection_went_empty(
+    settings: Settings, world: World
+) -> None:
+    """Emptied, subscribed again, emptied again: the first timer must not close it."""
+    idle_s = 1.0
+    alice = world.user("alice")
+    first, second = world.command(alice), world.command(alice)
+    with (
+        realtime_server(with_settings(settings, ws_idle_timeout_s=idle_s)) as server,
+        follow(server, first, world.token(alice)) as ws,
+    ):
+        emptied = time.monotonic()
+        ws.send(json.dumps({"action": "unsubscribe", "command_id": first}))
+        assert receive(ws, 1)[0]["event"] == "unsubscribed"
+        time.sleep(0.75 * idle_s)  # the timer is what is tested: its time must pass
+        ws.send(json.dumps({"action": "subscribe", "command_id": second}))
+        assert receive(ws, 1)[0]["event"] == "subscribed"
+        ws.send(json.dumps({"action": "unsubscribe", "command_id": second}))
+        assert receive(ws, 1)[0]["event"] == "unsubscribed"
+        assert close_of(ws, timeout_s=5 * idle_s)[0] == 4408
+        # A timer never fires early: the close comes idle_s after the second emptying.
+        assert time.monotonic() - emptied >= 1.5 * idle_s
+    wait_for(lambda: not service_of(server).connections, what="the connection to be forgotten")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -246,3 +247,23 @@ def test_when_revocations_cannot_be_checked_every_client_is_asked_to_reconnect(
             assert close_of(ws, timeout_s=30) == (1013, "Event stream unavailable")
         finally:
             admin.execute_command("ACL", "SETUSER", "default", "+get")
+
+
+def test_a_refresh_that_redis_cannot_check_asks_the_client_to_reconnect(
+    settings: Settings, own_redis: RedisServer
+) -> None:
+    isolated = with_settings(settings, redis_url=own_redis.url)
+    world = World(isolated)
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    first, fresh = world.token(alice), world.token(alice)
+    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    with realtime_server(isolated) as server, follow(server, command_id, first) as ws:
+        admin.execute_command("ACL", "SETUSER", "default", "-exists")  # the revocation check
+        try:
+            ws.send(json.dumps({"action": "refresh", "token": fresh}))
+            # Not a fault of the server (1011): Redis is away, so reconnect and be checked.
+            assert close_of(ws) == (1013, "Event stream unavailable")
+        finally:
+            admin.execute_command("ACL", "SETUSER", "default", "+exists")
+    admin.close()
