@@ -126,8 +126,10 @@ def create_app(settings: Settings) -> RealtimeApp:
     async def stream_command_events(
         request: Request,
         command_id: str,
-        since: Annotated[str | None, Query(max_length=64)] = None,
-        last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+        # Unbounded here: parse_position refuses anything but a position (invalid_position),
+        # and the request head is bounded (realtime/http_guard.py).
+        since: Annotated[str | None, Query()] = None,
+        last_event_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         """Server-Sent Events: the command's events after Last-Event-ID (or since), then live."""
         position = last_event_id if last_event_id is not None else since

@@ -126,6 +126,17 @@ class Hub:
         """Buffer live events again, e.g. while re-reading the log after a Redis outage."""
         subscription.replaying = True
 
+    def mark_stale(self, subscription: Subscription) -> bool:
+        """Live events may have been missed (the Pub/Sub connection was lost). A replay
+        in progress reads the log once more before it goes live (False: the caller does
+        nothing); a live subscription buffers again and the caller must read the log after
+        its position (True). So one subscription never runs two replays at once."""
+        if subscription.replaying:
+            subscription.truncated = True
+            return False
+        subscription.replaying = True
+        return True
+
     def replay(
         self, subscription: Subscription, entries: Iterable[tuple[int, str]], *, live: bool = False
     ) -> None:

@@ -259,8 +259,8 @@ class Relay:
             if answer.confirmed and channel in self._resync_pending:
                 self._resync_pending.discard(channel)
                 for sub in self._hub.subscriptions(channel[len(_CHANNEL_PREFIX) :]):
-                    self._hub.begin_replay(sub)
-                    self._spawn(self._resync(sub))
+                    if self._hub.mark_stale(sub):
+                        self._spawn(self._resync(sub))
 
     def _auth_event(self, data: str) -> None:
         try:

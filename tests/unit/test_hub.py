@@ -192,6 +192,21 @@ def test_begin_replay_buffers_live_events_again() -> None:
     assert sink.received == ['{"seq":1}', '{"seq":2}']
 
 
+def test_a_stale_live_subscription_is_resynced_a_replaying_one_reads_the_log_once_more() -> None:
+    """After a lost Pub/Sub connection: never two replays of one subscription at once."""
+    hub = Hub()
+    live, _ = _live(hub)
+    assert hub.mark_stale(live) is True  # the caller reads the log after its position
+    assert live.replaying
+
+    replaying = Subscription("cmd-1", Recorder())  # its first replay has not finished
+    hub.add(replaying)
+    hub.publish("cmd-1", *_event(1))
+    assert hub.mark_stale(replaying) is False  # its own replay covers it...
+    assert replaying.truncated  # ...by reading the log once more before going live
+    assert (replaying.replaying, replaying.pending) == (True, [_event(1)])
+
+
 def test_a_sink_that_cannot_keep_up_marks_the_subscription_overflowed() -> None:
     hub = Hub()
     sub, sink = _live(hub)
