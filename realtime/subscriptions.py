@@ -242,6 +242,10 @@ class Subscriptions:
                 announce = None
             if verdict is Recovery.LOST:
                 connection.push(marker)
+                # The snapshot restates the whole command: every one of its events goes
+                # out, whatever the client's position (its positions are not the
+                # original events', so one the client lacks may sit at or below it).
+                subscription.last_seq = min(subscription.last_seq, page[0][0] - 1)
             await self._paced(subscription, connection, page, live=False)
             if len(page) == REPLAY_PAGE or subscription.truncated:
                 continue

@@ -637,6 +637,43 @@ def test_the_console_applies_the_servers_close_code_rule_and_terminal_statuses(
     assert seen["close"] == {code.name: int(code) for code in CloseCode}
 
 
+def test_a_snapshot_reaches_the_page_whole_whatever_the_streams_position(
+    console_stack: Stack, page: Page
+) -> None:
+    """The log expired: the snapshot's positions are the command's last ones, so parts at
+    or below the client's position are still the stored state and must be taken."""
+    sign_in(page, console_stack, "engineer")
+    open_vehicle(page, RELOAD_VEHICLE)
+    command_id = submit(page, "ReadDTC", {"ecuAddress": "0x10"})
+    wait_until_completed(page)
+    stored = api_get(console_stack, page, f"/api/v1/commands/{command_id}/responses")
+    last_seq = max(timeline_seqs(page))
+    client = redis.Redis.from_url(console_stack.settings.effective_redis_url)
+    try:
+        client.delete(Keys(console_stack.settings.key_prefix).command_events(command_id))
+    finally:
+        client.close()
+    events = page.evaluate(
+        """([commandId, since]) => new Promise(async (resolve) => {
+            const { CommandStream, commandStreamUrl } = await import("/js/stream.js");
+            const events = [];
+            new CommandStream({
+                url: commandStreamUrl(commandId),
+                commandId,
+                since,
+                onEvent: (event) => events.push(event),
+                onState: (state) => state === "done" && resolve(events),
+            }).start();
+        })""",
+        [command_id, last_seq - 1],
+    )
+    assert all(e["snapshot"] for e in events)
+    assert [e["response"]["sequence_number"] for e in events if e["event"] == "response"] == [
+        r["sequence_number"] for r in stored
+    ]
+    assert (events[-1]["event"], events[-1]["status"]) == ("status", "completed")
+
+
 def test_the_api_docs_render_offline_from_the_api_alone(page: Page, console_stack: Stack) -> None:
     """Every request of /docs goes to the api; one to anywhere else is blocked and noted."""
     elsewhere: list[str] = []

@@ -139,8 +139,11 @@ export class CommandStream {
       return;
     }
     if (typeof event.seq === "number" && event.command_id === this.#commandId) {
-      if (event.seq <= this.lastSeq) return; // already shown: a replay overlap
-      this.lastSeq = event.seq;
+      // Already shown: a replay overlap. A snapshot restates the stored command with
+      // positions of its own (docs/protocol.md): every part of it goes to the page,
+      // which shows each response once by its sequence_number.
+      if (event.seq <= this.lastSeq && event.snapshot !== true) return;
+      this.lastSeq = Math.max(this.lastSeq, event.seq);
       this.#attempt = 0;
       this.#onEvent(event);
       if (event.event === "status" && TERMINAL.has(event.status)) {

@@ -116,6 +116,28 @@ def test_a_position_the_trimmed_log_no_longer_holds_gets_a_snapshot_of_the_store
         assert "snapshot" not in got[0]  # the log still holds these: a plain replay
 
 
+def test_a_snapshot_sends_every_stored_response_whatever_the_clients_position(
+    server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
+) -> None:
+    """Its positions are the command's last ones, not the original events': a response at
+    or below the client's since in the snapshot must still be sent."""
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    publish_run(events, command_id, chunks=2)  # seq 1..4: in_progress, two responses, done
+    sync_redis.delete(keys.command_events(command_id))
+
+    with follow(server, command_id, world.token(alice), since=3) as ws:
+        marker, *snapshot = receive(ws, 4)
+        assert (marker["event"], marker["last_seq"], marker["responses"]) == ("snapshot", 4, 2)
+        assert [(e["seq"], e["event"], e["snapshot"]) for e in snapshot] == [
+            (2, "response", True),
+            (3, "response", True),
+            (4, "status", True),
+        ]
+        ws.send(json.dumps({"action": "ping"}))
+        assert receive(ws, 1) == [{"event": "pong"}]
+
+
 def test_an_expired_log_gives_a_failed_commands_stored_state_and_its_error(
     server: ServerThread, world: World, events: EventLog, sync_redis: redis.Redis, keys: Keys
 ) -> None:
@@ -295,3 +317,22 @@ def test_a_client_without_since_after_the_end_gets_the_whole_log(
             assert receive(ws, 1) == [{"event": "pong"}]
         except ConnectionClosed as exc:  # pragma: no cover - a failure message, not a path
             raise AssertionError(f"closed: {exc}") from None
+
+
+def test_subscribing_again_to_a_followed_command_answers_subscribed_and_changes_nothing(
+    server: ServerThread, world: World, events: EventLog
+) -> None:
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+    events.append(response_event(command_id, 1))  # seq 1, 2
+    with follow(server, command_id, world.token(alice)) as ws:
+        assert [e["seq"] for e in receive(ws, 2)] == [1, 2]
+        ws.send(json.dumps({"action": "subscribe", "command_id": command_id, "since": 0}))
+        assert receive(ws, 1) == [{"event": "subscribed", "command_id": command_id, "since": 2}]
+        ws.send(json.dumps({"action": "ping"}))
+        assert receive(ws, 1) == [{"event": "pong"}]  # no second replay came between
+        events.append(response_event(command_id, 2))
+        assert receive(ws, 1)[0]["seq"] == 3
+        ws.send(json.dumps({"action": "ping"}))
+        assert receive(ws, 1) == [{"event": "pong"}]  # and only once
