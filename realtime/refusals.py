@@ -92,6 +92,16 @@ class Refusal(AppError):
         )
 
     @classmethod
+    def too_many_subscriptions(cls, limit: int) -> Refusal:
+        """A subscribe action past ``SOVD_WS_MAX_SUBSCRIPTIONS`` (an error event)."""
+        return cls(
+            CloseCode.POLICY_VIOLATION,
+            429,
+            "too_many_subscriptions",
+            f"At most {limit} subscriptions per connection",
+        )
+
+    @classmethod
     def cannot_recover(cls, last_seq: int) -> Refusal:
         return cls(
             CloseCode.CANNOT_RECOVER,

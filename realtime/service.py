@@ -174,6 +174,30 @@ class RealtimeService:
         self._catch_up(connection, mark)
         return connection
 
+    async def admit_subscription(
+        self, connection: Connection, command_id: str, since: str | int | None
+    ) -> int:
+        """The ladder of a ``subscribe`` action on an open connection: the subscription
+        limit, position, visibility. Returns the position, or raises a ``Refusal``
+        (audited when it is about visibility)."""
+        limit = self.settings.ws_max_subscriptions
+        if len(connection.subscriptions) >= limit:
+            raise Refusal.too_many_subscriptions(limit)
+        position = parse_position(since)
+        try:
+            if not (
+                valid_command_id(command_id) and await self.can_view(connection.user, command_id)
+            ):
+                raise Refusal.command_not_found()
+        except Exception as exc:
+            refusal = as_refusal(exc)
+            if refusal is None:
+                raise
+            if not isinstance(exc, Refusal):  # Redis away or slow: say so
+                log.warning("subscription_unavailable", error=repr(exc))
+            raise refusal from None
+        return position
+
     async def _authenticate_for(
         self, token: str, command_id: str
     ) -> tuple[User, TokenClaims, CommandRecord | None]:

@@ -30,7 +30,7 @@ from common.protocol import BEARER_PREFIX, SUBPROTOCOL, CloseCode
 from realtime.connection import Connection
 from realtime.flag import wait_any
 from realtime.limits import TokenBucket
-from realtime.refusals import Refusal, as_refusal, parse_position, valid_command_id
+from realtime.refusals import Refusal
 from realtime.service import RealtimeService
 from realtime.subscriptions import protocol_error
 from realtime.ws_protocol import writable_flag
@@ -257,27 +257,10 @@ async def _act(service: RealtimeService, connection: Connection, message: Client
             SubscribedEvent(command_id=command_id, since=followed.last_seq).model_dump_json()
         )
         return
-    limit = service.settings.ws_max_subscriptions
-    if len(connection.subscriptions) >= limit:
-        connection.push(
-            protocol_error(
-                "too_many_subscriptions",
-                f"At most {limit} subscriptions per connection",
-                command_id,
-            )
-        )
-        return
     try:
-        since = parse_position(message.since)
-        if not (
-            valid_command_id(command_id) and await service.can_view(connection.user, command_id)
-        ):
-            raise Refusal.command_not_found()
-    except Exception as exc:
-        refusal = as_refusal(exc)
-        if refusal is None:
-            raise
-        service.streams.refuse(connection, command_id, refusal)
+        since = await service.admit_subscription(connection, command_id, message.since)
+    except Refusal as refusal:  # one error event; the connection stays open
+        connection.push(protocol_error(refusal.code, refusal.message, command_id, refusal))
         return
 
     def announce() -> None:
