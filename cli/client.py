@@ -173,6 +173,9 @@ class Client:
                     attempts = 0
                     for raw in socket:
                         event = json.loads(raw)
+                        if event.get("event") == "snapshot":
+                            yield event  # the stored state follows, not the original events
+                            continue
                         if "seq" not in event:
                             continue  # connection-level messages (welcome, pong, ...)
                         since = max(since, int(event["seq"]))

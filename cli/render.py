@@ -42,6 +42,9 @@ def render_event(event: dict[str, Any]) -> str:
                     f"{event.get('reason')}")  # fmt: skip
         extra = f": {event['error_message']}" if event.get("error_message") else ""
         return f"[{seq}] {str(status).upper()}{extra}"
+    if kind == "snapshot":
+        return (f"(the event log has expired: the stored command follows, "
+                f"{event.get('responses')} response(s), status {event.get('status')})")  # fmt: skip
     if kind == "error":
         return f"[{seq}] error {event.get('error_code')}: {event.get('error_message')}"
     return f"[{seq}] {event}"

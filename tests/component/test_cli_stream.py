@@ -16,6 +16,7 @@ from websockets.typing import Subprotocol
 
 from cli.client import ApiError, Client
 from cli.config import Credentials
+from cli.render import render_event
 from common.protocol import CloseCode
 
 TOKEN = "header.payload.signature"
@@ -121,3 +122,29 @@ def test_a_stop_code_ends_the_follow_with_an_error(scripted: Start, code: int) -
         list(_client().follow(url))
     assert refused.value.status == code
     assert len(recorder.paths) == 1  # never reconnected
+
+
+def test_a_snapshot_is_announced_before_the_stored_state(scripted: Start) -> None:
+    snapshot = {"event": "snapshot", "command_id": "c1", "last_seq": 3, "status": "completed",
+                "responses": 1}  # fmt: skip
+
+    def script(ws: ServerConnection) -> None:
+        ws.send(json.dumps(snapshot))
+        part = {"event": "response", "command_id": "c1", "seq": 2, "snapshot": True,
+                "sequence_number": 1, "response": {"response_payload": {}}}  # fmt: skip
+        ws.send(json.dumps(part))
+        _finish_at(ws, 3)
+
+    _, url = scripted([script])
+    events = list(_client().follow(url))
+    assert [e["event"] for e in events] == ["snapshot", "response", "status"]
+    assert render_event(events[0]) == (
+        "(the event log has expired: the stored command follows, 1 response(s), status completed)"
+    )
+
+
+def _finish_at(ws: ServerConnection, seq: int) -> None:
+    ws.send(_event(seq, "completed"))
+    with contextlib.suppress(ConnectionClosed):
+        for _ in ws:  # until the client leaves
+            pass
