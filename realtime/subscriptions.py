@@ -96,8 +96,8 @@ class Subscriptions:
         finally:
             # Whatever ended it (a refusal, a fault, a cancellation, the client leaving
             # while it waited), a subscription that is not kept gives its hold back now.
-            if not kept:
-                self._drop(connection, subscription)
+            if not kept:  # never followed: the idle timer keeps counting as before
+                self._drop(connection, subscription, emptied=False)
 
     async def follow(
         self,
@@ -144,11 +144,14 @@ class Subscriptions:
         for command_id in list(connection.subscriptions):
             self.unsubscribe(connection, command_id)
 
-    def _drop(self, connection: Connection, subscription: Subscription) -> None:
-        """Forget ``subscription`` everywhere and give its hold back (idempotent)."""
+    def _drop(
+        self, connection: Connection, subscription: Subscription, *, emptied: bool = True
+    ) -> None:
+        """Forget ``subscription`` everywhere and give its hold back (idempotent).
+        ``emptied``: a connection left with nothing is reported (``on_empty``)."""
         if connection.subscriptions.get(subscription.command_id) is subscription:
             del connection.subscriptions[subscription.command_id]
-            if not connection.subscriptions and not connection.close_requested.is_set():
+            if emptied and not connection.subscriptions and not connection.close_requested.is_set():
                 self.on_empty(connection)
         self.hub.remove(subscription)
         hold, subscription.hold = subscription.hold, None
@@ -209,24 +212,27 @@ class Subscriptions:
         to live events; raises a ``Refusal`` when it cannot.
 
         The log is read in pages, each delivered as the client makes room for it; then
-        the live events buffered meanwhile. A live buffer that overflowed during this
-        (``truncated``) only means one more read of the log.
+        the live events buffered meanwhile. ``truncated`` set at any await (a live
+        buffer that overflowed, or live events lost while the relay was away:
+        ``Hub.mark_stale``) means one more read of the log, so it is cleared only just
+        before a read, never after one.
         """
         command_id = subscription.command_id
         marker = ""
         # The position first, the log second (see recovery.py), in one round trip.
+        subscription.truncated = False
         last_seq, read = await self._last_seq_and_page(command_id, subscription.last_seq)
         first_page: Entries | None = read
         if last_seq is None:
             raise Refusal.cannot_recover(subscription.last_seq)
         since = subscription.last_seq
         while _following(connection, subscription):
-            subscription.truncated = False
             if subscription.last_seq > since:  # delivered events are positions that exist
                 last_seq = max(last_seq, subscription.last_seq)
             if first_page is not None:
                 page, first_page = first_page, None
             else:
+                subscription.truncated = False
                 page = await self._read_log(command_id, subscription.last_seq)
             verdict = decide_recovery(
                 since=subscription.last_seq,

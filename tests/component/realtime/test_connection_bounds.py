@@ -122,3 +122,26 @@ def test_the_idle_timer_counts_from_the_last_time_the_connection_went_empty(
         # A timer never fires early: the close comes idle_s after the second emptying.
         assert time.monotonic() - emptied >= 1.5 * idle_s
     wait_for(lambda: not service_of(server).connections, what="the connection to be forgotten")
+
+
+def test_a_refused_subscribe_does_not_keep_an_empty_connection_open(
+    settings: Settings, world: World
+) -> None:
+    """Only a subscription that was followed restarts the idle timer."""
+    idle_s = 2.0
+    alice = world.user("alice")
+    first, second = world.command(alice), world.command(alice)
+    with (
+        realtime_server(with_settings(settings, ws_idle_timeout_s=idle_s)) as server,
+        follow(server, first, world.token(alice)) as ws,
+    ):
+        ws.send(json.dumps({"action": "unsubscribe", "command_id": first}))
+        assert receive(ws, 1)[0]["event"] == "unsubscribed"
+        time.sleep(0.6 * idle_s)  # the timer is what is tested: its time must pass
+        sent = time.monotonic()
+        ws.send(json.dumps({"action": "subscribe", "command_id": second, "since": 9}))
+        assert receive(ws, 1)[0]["error_code"] == "position_ahead"
+        assert close_of(ws, timeout_s=5 * idle_s)[0] == 4408
+        # The first timer closed it: a timer restarted by the refusal could not fire
+        # before a whole idle_s after it.
+        assert time.monotonic() - sent < idle_s
