@@ -37,8 +37,10 @@ READY_TIMEOUT_S = 1.0
 REDIS_POOL_SIZE = 64
 #: Seconds a caller waits for a pooled connection. A reconnect storm queues thousands
 #: of handshakes behind the pool; each waits its turn rather than fail with 1013 and
-#: come back later to do its handshake again (a Redis that stopped answering still
-#: fails each of them within its socket timeout).
+#: come back later to do its handshake again. When Redis stops answering, the callers
+#: holding connections fail within the socket timeout (5 s) and those queued behind
+#: them within this; the token checks of open connections (refresh, the recheck after
+#: a reconnect) have their own shorter bound (``realtime.service.CHECK_TIMEOUT_S``).
 POOL_WAIT_S = 30.0
 
 

@@ -58,6 +58,10 @@ log = structlog.get_logger(__name__)
 #: After the relay reconnects (revocation pushes may have been missed), tries to check
 #: every open connection again, with back-off doubling from the first delay.
 RECHECK_TRIES, RECHECK_BACKOFF_S = 6, 0.25
+#: Seconds a token check on an open connection (a refresh, one recheck try) waits for
+#: Redis, pooled connection included: the reader of a refresh answers nothing else
+#: meanwhile, and a revocation missed during an outage must not wait on a long queue.
+CHECK_TIMEOUT_S = 5.0
 #: Auth events remembered for the admissions and refreshes in flight: a push that lands
 #: between a token's check and the connection's registration must still reach it.
 AUTH_LOG_SIZE = 1024
@@ -301,7 +305,8 @@ class RealtimeService:
         Redis that cannot answer raises ``Refusal.unavailable`` (the client reconnects)."""
         mark = self._auth_seq
         try:
-            user, claims = await self.authenticate(token)
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                user, claims = await self.authenticate(token)
         except AuthError as exc:
             return protocol_error("invalid_token", f"Refresh refused: {exc.message}")
         except Exception as exc:
@@ -372,7 +377,8 @@ class RealtimeService:
         delay = RECHECK_BACKOFF_S
         for attempt in range(1, RECHECK_TRIES + 1):
             try:
-                await self._recheck_once(only)
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    await self._recheck_once(only)
                 return
             except Exception as exc:
                 if as_refusal(exc) is None:
