@@ -126,3 +126,4 @@ def gateway_process(
                 process.wait(timeout=timeout(10))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()  # reaped, so it is not left running behind the test

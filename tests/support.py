@@ -138,6 +138,7 @@ class RedisServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()  # reaped, so it is not left running behind the test
             self.process = None
 
     def stop(self) -> None:
@@ -288,6 +289,7 @@ def running_stack(
                 process.wait(timeout=timeout(10))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()  # reaped, so it is not left running behind the test
 
 
 def listen_addresses(port: int) -> set[str]:
