@@ -674,6 +674,32 @@ def test_a_snapshot_reaches_the_page_whole_whatever_the_streams_position(
     assert (events[-1]["event"], events[-1]["status"]) == ("status", "completed")
 
 
+def test_the_timeline_shows_each_part_of_a_snapshot_once(console_stack: Stack, page: Page) -> None:
+    """Snapshot positions are the command's last ones: a part may land on the seq of a
+    status already shown, and must still appear, once."""
+    page.goto(f"{console_stack.api_url}/")
+    texts = page.evaluate(
+        """async () => {
+            const { Timeline } = await import("/js/render/timeline.js");
+            const timeline = new Timeline();
+            const part = (n, seq, snapshot) => ({ event: "response", command_id: "c", seq,
+                sequence_number: n, snapshot,
+                response: { sequence_number: n, is_final: n === 2, response_payload: {} } });
+            const status = (value, seq, snapshot) => ({ event: "status", command_id: "c", seq,
+                status: value, snapshot });
+            for (const event of [
+                status("in_progress", 1), part(1, 2), status("retrying", 3),
+                status("in_progress", 4),  // then the log expired: a snapshot of 3 events
+                part(1, 3, true), part(2, 4, true), status("completed", 5, true),
+            ]) timeline.addEvent(event);
+            return [...timeline.list.querySelectorAll(".tl-text")].map((e) => e.textContent);
+        }"""
+    )
+    parts = [t for t in texts if " received: " in t]
+    assert [p.split(" received")[0] for p in parts] == ["Part 1", "Final part 2"]
+    assert texts[-1] == "Status: Completed"
+
+
 def test_the_api_docs_render_offline_from_the_api_alone(page: Page, console_stack: Stack) -> None:
     """Every request of /docs goes to the api; one to anywhere else is blocked and noted."""
     elsewhere: list[str] = []

@@ -1,5 +1,5 @@
-// A command's timeline: streamed events keyed by seq (each once), or the stored record's
-// milestones when the command had already ended. The list is an aria-live region.
+// A command's timeline: streamed events, each once, or the stored record's milestones
+// when the command had already ended. The list is an aria-live region.
 
 import { clockText, h, icon, statusLabel, STATUSES, time } from "../dom.js";
 import { describePart } from "./responses.js";
@@ -27,9 +27,21 @@ function statusText(event) {
   return event.error_message ? `Status: ${label} — ${event.error_message}` : `Status: ${label}`;
 }
 
+/**
+ * The entry an event is shown as, once: a response part by its number however it came
+ * (live, replayed, or restated by a snapshot, whose positions are not the original
+ * events'); a snapshot's status and error once each; any other event by its seq.
+ */
+function eventKey(event) {
+  if (event.event === "response") {
+    return `part-${event.sequence_number ?? event.response?.sequence_number}`;
+  }
+  return event.snapshot === true ? `snapshot-${event.event}` : `seq-${event.seq}`;
+}
+
 /** Timeline fields of one streamed event (status, response, error, or a later type). */
 function fromEvent(event, receivedAt) {
-  const common = { key: `seq-${event.seq}`, seq: event.seq, at: receivedAt };
+  const common = { key: eventKey(event), seq: event.seq, at: receivedAt };
   switch (event.event) {
     case "status":
       return {
@@ -87,7 +99,7 @@ export class Timeline {
     return true;
   }
 
-  /** A streamed event; one already shown (same seq) is ignored. */
+  /** A streamed event; one already shown (``eventKey``) is ignored. */
   addEvent(event) {
     return this.#add(fromEvent(event, new Date().toISOString()));
   }
