@@ -157,9 +157,12 @@ class Client:
         on_reconnect: Callable[[int, str], None] | None = None,
         max_reconnects: int = 20,
     ) -> Iterator[dict[str, Any]]:
-        """Yield the command's events until its terminal status, resuming after drops."""
+        """Yield the command's events until its terminal status, resuming after drops.
+        A snapshot (the log expired) restates the stored command: its marker is yielded,
+        and of its responses only those not yielded before."""
         since = 0
         attempts = 0
+        parts: set[int] = set()  # sequence numbers of the responses yielded
         while True:
             # The token travels in Sec-WebSocket-Protocol, never in the URL (access logs).
             offered = [SUBPROTOCOL, f"{BEARER_PREFIX}{self.token()}"]
@@ -179,6 +182,11 @@ class Client:
                         if "seq" not in event:
                             continue  # connection-level messages (welcome, pong, ...)
                         since = max(since, int(event["seq"]))
+                        if event.get("event") == "response":
+                            number = event.get("sequence_number")
+                            if event.get("snapshot") is True and number in parts:
+                                continue  # shown already, before the log expired
+                            parts.add(number)
                         yield event
                         if (
                             event.get("event") == "status"

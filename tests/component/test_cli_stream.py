@@ -125,21 +125,31 @@ def test_a_stop_code_ends_the_follow_with_an_error(scripted: Start, code: int) -
 
 
 def test_a_snapshot_is_announced_before_the_stored_state(scripted: Start) -> None:
-    snapshot = {"event": "snapshot", "command_id": "c1", "last_seq": 3, "status": "completed",
-                "responses": 1}  # fmt: skip
+    snapshot = {"event": "snapshot", "command_id": "c1", "last_seq": 4, "status": "completed",
+                "responses": 2}  # fmt: skip
 
     def script(ws: ServerConnection) -> None:
+        live = {"event": "response", "command_id": "c1", "seq": 1, "sequence_number": 1,
+                "response": {"response_payload": {}}}  # fmt: skip
+        ws.send(json.dumps(live))
         ws.send(json.dumps(snapshot))
         part = {"event": "response", "command_id": "c1", "seq": 2, "snapshot": True,
                 "sequence_number": 1, "response": {"response_payload": {}}}  # fmt: skip
         ws.send(json.dumps(part))
-        _finish_at(ws, 3)
+        ws.send(json.dumps({**part, "seq": 3, "sequence_number": 2}))
+        _finish_at(ws, 4)
 
     _, url = scripted([script])
     events = list(_client().follow(url))
-    assert [e["event"] for e in events] == ["snapshot", "response", "status"]
-    assert render_event(events[0]) == (
-        "(the event log has expired: the stored command follows, 1 response(s), status completed)"
+    # The snapshot's copy of part 1 is not shown again; part 2 is new.
+    assert [(e["event"], e.get("sequence_number")) for e in events] == [
+        ("response", 1),
+        ("snapshot", None),
+        ("response", 2),
+        ("status", None),
+    ]
+    assert render_event(events[1]) == (
+        "(the event log has expired: the stored command follows, 2 response(s), status completed)"
     )
 
 
