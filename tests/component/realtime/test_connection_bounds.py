@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
+from websockets.sync.client import ClientConnection
 
 from common.settings import Settings
 from tests.component.realtime_support import (
@@ -99,49 +100,54 @@ def test_a_connection_left_without_subscriptions_is_closed_after_the_idle_timeou
     wait_for(lambda: not service_of(bounded).connections, what="the connection to be forgotten")
 
 
+@pytest.fixture
+def patient(settings: Settings) -> Iterator[ServerThread]:
+    """Idle connections are closed after 30 s: no timer fires while a test looks at it."""
+    with realtime_server(with_settings(settings, ws_idle_timeout_s=30)) as server:
+        yield server
+
+
+def _idle_timer(server: ServerThread) -> asyncio.TimerHandle:
+    """The idle timer of the server's one connection, once it has one."""
+    timers: dict[str, asyncio.TimerHandle] = service_of(server)._idle_timers
+    wait_for(lambda: len(timers) == 1, what="the idle timer")
+    return next(iter(timers.values()))
+
+
+def _left_empty(ws: ClientConnection, command_id: str) -> None:
+    ws.send(json.dumps({"action": "unsubscribe", "command_id": command_id}))
+    assert receive(ws, 1)[0]["event"] == "unsubscribed"
+
+
 def test_the_idle_timer_counts_from_the_last_time_the_connection_went_empty(
-    settings: Settings, world: World
+    patient: ServerThread, world: World
 ) -> None:
     """Emptied, subscribed again, emptied again: the first timer must not close it."""
-    idle_s = 1.0
     alice = world.user("alice")
     first, second = world.command(alice), world.command(alice)
-    with (
-        realtime_server(with_settings(settings, ws_idle_timeout_s=idle_s)) as server,
-        follow(server, first, world.token(alice)) as ws,
-    ):
-        emptied = time.monotonic()
-        ws.send(json.dumps({"action": "unsubscribe", "command_id": first}))
-        assert receive(ws, 1)[0]["event"] == "unsubscribed"
-        time.sleep(0.75 * idle_s)  # the timer is what is tested: its time must pass
+    with follow(patient, first, world.token(alice)) as ws:
+        _left_empty(ws, first)
+        earlier = _idle_timer(patient)
         ws.send(json.dumps({"action": "subscribe", "command_id": second}))
         assert receive(ws, 1)[0]["event"] == "subscribed"
-        ws.send(json.dumps({"action": "unsubscribe", "command_id": second}))
-        assert receive(ws, 1)[0]["event"] == "unsubscribed"
-        assert close_of(ws, timeout_s=5 * idle_s)[0] == 4408
-        # A timer never fires early: the close comes idle_s after the second emptying.
-        assert time.monotonic() - emptied >= 1.5 * idle_s
-    wait_for(lambda: not service_of(server).connections, what="the connection to be forgotten")
+        _left_empty(ws, second)
+        later = _idle_timer(patient)
+        assert later is not earlier
+        assert earlier.cancelled()
+        assert not later.cancelled()
+    wait_for(lambda: not service_of(patient)._idle_timers, what="no timer left behind")
 
 
 def test_a_refused_subscribe_does_not_keep_an_empty_connection_open(
-    settings: Settings, world: World
+    patient: ServerThread, world: World
 ) -> None:
     """Only a subscription that was followed restarts the idle timer."""
-    idle_s = 2.0
     alice = world.user("alice")
     first, second = world.command(alice), world.command(alice)
-    with (
-        realtime_server(with_settings(settings, ws_idle_timeout_s=idle_s)) as server,
-        follow(server, first, world.token(alice)) as ws,
-    ):
-        ws.send(json.dumps({"action": "unsubscribe", "command_id": first}))
-        assert receive(ws, 1)[0]["event"] == "unsubscribed"
-        time.sleep(0.6 * idle_s)  # the timer is what is tested: its time must pass
-        sent = time.monotonic()
+    with follow(patient, first, world.token(alice)) as ws:
+        _left_empty(ws, first)
+        timer = _idle_timer(patient)
         ws.send(json.dumps({"action": "subscribe", "command_id": second, "since": 9}))
         assert receive(ws, 1)[0]["error_code"] == "position_ahead"
-        assert close_of(ws, timeout_s=5 * idle_s)[0] == 4408
-        # The first timer closed it: a timer restarted by the refusal could not fire
-        # before a whole idle_s after it.
-        assert time.monotonic() - sent < idle_s
+        assert _idle_timer(patient) is timer
+        assert not timer.cancelled()
