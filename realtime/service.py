@@ -138,12 +138,7 @@ class RealtimeService:
                 await self._audit_not_visible(user, command_id)
                 raise Refusal.command_not_found()
         except Exception as exc:
-            refusal = as_refusal(exc)
-            if refusal is None:
-                raise
-            if not isinstance(exc, Refusal | AuthError):  # Redis away or slow: say so
-                log.warning("admission_unavailable", error=repr(exc))
-            raise refusal from None
+            raise _refusal(exc, "admission_unavailable") from None
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
         connection = self._open(user, claims, transport=transport, command_id=command_id)
@@ -168,10 +163,7 @@ class RealtimeService:
             ):
                 raise Refusal.vehicle_not_found()
         except Exception as exc:
-            refusal = as_refusal(exc)
-            if refusal is None:
-                raise
-            raise refusal from None
+            raise _refusal(exc) from None
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
         connection = self._open(user, claims, transport=transport, command_id="")
@@ -194,12 +186,7 @@ class RealtimeService:
             ):
                 raise Refusal.command_not_found()
         except Exception as exc:
-            refusal = as_refusal(exc)
-            if refusal is None:
-                raise
-            if not isinstance(exc, Refusal):  # Redis away or slow: say so
-                log.warning("subscription_unavailable", error=repr(exc))
-            raise refusal from None
+            raise _refusal(exc, "subscription_unavailable") from None
         return position
 
     async def _authenticate_for(
@@ -310,11 +297,7 @@ class RealtimeService:
         except AuthError as exc:
             return protocol_error("invalid_token", f"Refresh refused: {exc.message}")
         except Exception as exc:
-            refusal = as_refusal(exc)
-            if refusal is None:
-                raise
-            log.warning("refresh_unavailable", error=repr(exc))
-            raise refusal from None
+            raise _refusal(exc, "refresh_unavailable") from None
         verdict = connection.lifetime.refresh(
             user.user_id, claims.expires_at.timestamp(), claims.jti
         )
@@ -492,3 +475,14 @@ def _ends(event: AuthEvent, connection: Connection) -> bool:
     if connection.lifetime.user_id != event.user_id:
         return False
     return event.kind != "token_revoked" or connection.lifetime.token_id == event.jti
+
+
+def _refusal(exc: Exception, unavailable: str | None = None) -> Refusal:
+    """The refusal a failed check means for the client; a fault (no refusal) is raised
+    again. A Redis that is away or slow is logged as the warning ``unavailable``."""
+    refusal = as_refusal(exc)
+    if refusal is None:
+        raise exc
+    if unavailable is not None and not isinstance(exc, Refusal | AuthError):
+        log.warning(unavailable, error=repr(exc))
+    return refusal
