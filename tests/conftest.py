@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+import structlog
 
 from common.keys import Keys
 from common.settings import Settings
 from tests.support import RedisServer
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789abcdef"
+
+# Code run in the test process (an api under TestClient, its background tasks) logs
+# through structlog without ``configure_logging``; structlog's default prints to standard
+# output, where a line could land in the middle of what a command-line test reads. Send
+# it to standard error, as every configured process does.
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 @pytest.fixture(scope="session")

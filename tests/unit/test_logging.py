@@ -55,6 +55,7 @@ def restore_logging() -> Iterator[None]:
     saved_root = (root.handlers[:], root.level)
     names = ("uvicorn", "uvicorn.error", "uvicorn.access", "dramatiq")
     saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate) for n in names}
+    saved_structlog = structlog.get_config()
     yield
     root.handlers[:], level = saved_root
     root.setLevel(level)
@@ -62,7 +63,7 @@ def restore_logging() -> Iterator[None]:
         lib_logger = logging.getLogger(name)
         lib_logger.handlers[:] = handlers
         lib_logger.propagate = propagate
-    structlog.reset_defaults()
+    structlog.configure(**saved_structlog)
 
 
 def _json_settings() -> Settings:
