@@ -34,6 +34,8 @@ def uvicorn_config(settings: Settings, app: FastAPI | str, *, workers: int = 1) 
         ws="none",
         loop="uvloop",
         http="httptools",
+        # Without a bound uvicorn waits for every request in flight, however long.
+        timeout_graceful_shutdown=settings.api_shutdown_timeout_s,
     )
 
 

@@ -221,6 +221,9 @@ class Settings(BaseSettings):
     access_log: bool = False
     #: Processes ``python -m api`` serves its sockets with (one event loop each).
     api_processes: int = Field(default=1, ge=1, le=64)
+    #: On SIGTERM, time requests in flight get to finish before the api cancels them and
+    #: exits (kept under the supervisor's kill delay: honcho waits 5 s).
+    api_shutdown_timeout_s: int = Field(default=3, ge=1, le=300)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

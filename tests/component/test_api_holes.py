@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -249,6 +250,32 @@ def test_with_a_metrics_token_the_api_port_serves_metrics_to_its_bearer_only(
         assert httpx.get(url).status_code == 401
         assert httpx.get(url, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
         assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_a_client_that_never_finishes_its_body_cannot_hold_the_api_past_its_shutdown_bound(
+    settings: Settings,
+) -> None:
+    """A POST that announces a body and never sends it is a request in flight: uvicorn
+    waits for those on SIGTERM, without a bound for ever. The api cancels it after
+    ``SOVD_API_SHUTDOWN_TIMEOUT_S`` and exits."""
+    settings = settings.model_copy(
+        update={"api_port": free_port(), "api_metrics_port": 0, "api_shutdown_timeout_s": 1}
+    )
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings)))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": listeners(settings)}, daemon=True
+    )
+    thread.start()
+    wait_for(lambda: server.started, timeout_s=15, what="the api to start")
+    with socket.create_connection(("127.0.0.1", settings.api_port), timeout=timeout(10)) as conn:
+        conn.sendall(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: api\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        wait_for(lambda: len(server.server_state.tasks) == 1, timeout_s=10, what="the request")
+        server.should_exit = True
+        thread.join(timeout=timeout(15))
+        assert not thread.is_alive(), "the api still waits for the unfinished request"
 
 
 def test_trusted_proxies_must_be_addresses_or_networks(settings: Settings) -> None:
