@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -16,6 +19,7 @@ from common.events import StatusEvent
 from common.keys import Keys
 from common.settings import Settings
 from common.tokens import decode_token
+from realtime import service as service_module
 from tests.component.realtime_support import (
     World,
     close_of,
@@ -266,4 +270,64 @@ def test_a_refresh_that_redis_cannot_check_asks_the_client_to_reconnect(
             assert close_of(ws) == (1013, "Event stream unavailable")
         finally:
             admin.execute_command("ACL", "SETUSER", "default", "+exists")
+    admin.close()
+
+
+@contextlib.contextmanager
+def _pool_exhausted(server: ServerThread) -> Iterator[None]:
+    """Every pooled Redis connection of the running app held, as a reconnect storm's
+    queued handshakes hold them."""
+    service = service_of(server)
+    loop = service.relay._task.get_loop()
+    pool = service.client.connection_pool
+
+    async def take() -> list[Any]:
+        return [await pool.get_connection() for _ in range(pool.max_connections)]
+
+    async def give(held: list[Any]) -> None:
+        for connection in held:
+            await pool.release(connection)
+
+    held = asyncio.run_coroutine_threadsafe(take(), loop).result(timeout(30))
+    try:
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(give(held), loop).result(timeout(30))
+
+
+def test_a_refresh_waits_for_a_pooled_connection_no_longer_than_its_check_bound(
+    settings: Settings, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without its own bound the refresh would queue for the pool's 30 s wait, its reader
+    # answering nothing meanwhile.
+    monkeypatch.setattr(service_module, "CHECK_TIMEOUT_S", 0.5)
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    first, fresh = world.token(alice), world.token(alice)
+    with (
+        realtime_server(settings) as server,
+        follow(server, command_id, first) as ws,
+        _pool_exhausted(server),
+    ):
+        ws.send(json.dumps({"action": "refresh", "token": fresh}))
+        assert close_of(ws, timeout_s=10) == (1013, "Event stream unavailable")
+
+
+def test_a_recheck_after_a_reconnect_waits_for_the_pool_no_longer_than_its_check_bound(
+    settings: Settings, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "CHECK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(service_module, "RECHECK_TRIES", 2)
+    isolated = with_settings(settings, redis_url=own_redis.url)
+    world = World(isolated)
+    alice = world.user("alice")
+    command_id = world.command(alice)
+    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    with realtime_server(isolated) as server, follow(server, command_id, world.token(alice)) as ws:
+        relay = service_of(server).relay
+        reconnects = relay.reconnects
+        with _pool_exhausted(server):
+            admin.client_kill_filter(_type="pubsub")
+            wait_for(lambda: relay.reconnects > reconnects, what="a reconnect")
+            assert close_of(ws, timeout_s=10) == (1013, "Event stream unavailable")
     admin.close()
