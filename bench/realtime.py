@@ -173,13 +173,14 @@ class World:
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         return cls(settings, keys, client, token, user.user_id)
 
-    def commands(self, count: int) -> list[str]:
+    def commands(self, count: int, owners: list[str] | None = None) -> list[str]:
+        """``count`` commands in progress, of this world's user or of ``owners`` in turn."""
         ids = [str(uuid.uuid4()) for _ in range(count)]
         pipe = self.client.pipeline(transaction=False)
-        for command_id in ids:
+        for n, command_id in enumerate(ids):
             record = CommandRecord(
                 command_id=command_id,
-                user_id=self.user_id,
+                user_id=owners[n % len(owners)] if owners else self.user_id,
                 vehicle_id=str(uuid.uuid4()),
                 command_name="ReadDTC",
                 command_params={"ecuAddress": "0x10"},
