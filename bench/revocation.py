@@ -12,8 +12,10 @@ scenarios, each on fresh tokens:
   key and the push in one transaction);
 - ``deactivate``: every user is deactivated at once (``UserStore.set_active``).
 
-Measured per connection: from just before the revoking write to the arrival of its
-4403 close frame (client, Redis and relays share the machine and its clock). With
+Measured per connection: from just before the revoking write to the end of its 4403
+closing handshake in the client (``--client-processes`` processes hold the sockets;
+clients, Redis and relays share the machine and its clock). Logouts come
+``--logout-gap-ms`` apart. With
 ``--busy-rate N`` a publisher sends N events per second to the followed commands
 meanwhile, so the push waits behind live traffic on each relay's Pub/Sub connection.
 The protocol promises 1 s (docs/protocol.md, "Revocation").
@@ -25,17 +27,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import multiprocessing
 import statistics
+import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.flame import py_spy, top_frames
 from bench.realtime import SECRET, World, _percentile, _raise_fd_limit, _stop, start_server
 from common.auth import revoke_access_tokens
 from common.protocol import CloseCode
@@ -50,25 +58,39 @@ CONNECT_CONCURRENCY = 200
 CLOSE_TIMEOUT_S = 30.0
 
 
-@dataclass
-class Stream:
-    """One open WebSocket and when (and how) it was closed."""
+def _client_process(pipe: Connection, targets: list[tuple[int, str]], wait_s: float) -> None:
+    """Open one stream per ``(user, url)``, say ``ready``, then report every stream's
+    ``(user, closed_at, code)`` once all closed (or ``wait_s`` after ``go``)."""
 
-    user: int
-    ws: ClientConnection
-    closed_at: float | None = None
-    code: int | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    async def one(gate: asyncio.Semaphore, url: str) -> ClientConnection:
+        async with gate:
+            ws = await connect(url, open_timeout=60, max_queue=None, compression=None)
+            await asyncio.wait_for(ws.recv(), 30)  # "subscribed": admitted and live
+        return ws
 
-    async def read(self) -> None:
-        try:
-            async for _ in self.ws:
+    async def read(ws: ClientConnection) -> tuple[float, int | None]:
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
                 pass
-        except ConnectionClosed:
-            pass
-        self.closed_at = time.time()
-        self.code = self.ws.close_code
-        self.done.set()
+        return time.time(), ws.close_code
+
+    async def go() -> None:
+        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        sockets = await asyncio.gather(*(one(gate, url) for _, url in targets))
+        readers = [asyncio.create_task(read(ws)) for ws in sockets]
+        pipe.send("ready")
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "go"
+        done, _ = await asyncio.wait(readers, timeout=wait_s)
+        pipe.send(
+            [
+                (user, *reader.result()) if reader in done else (user, None, None)
+                for (user, _), reader in zip(targets, readers, strict=True)
+            ]
+        )
+        for ws in sockets:
+            await ws.close()
+
+    asyncio.run(go())
 
 
 @dataclass
@@ -106,108 +128,159 @@ async def _users(world: World, count: int) -> list[User]:
         await client.aclose()
 
 
-async def _open(
-    ports: tuple[int, int], users: list[User], tokens: list[str], commands: list[str]
-) -> list[Stream]:
-    """One stream per command, users and relay processes taken in turn."""
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
-    async def one(n: int, command_id: str) -> Stream:
-        user = n % len(users)
-        url = f"ws://127.0.0.1:{ports[n % 2]}/ws/responses/{command_id}?token={tokens[user]}"
-        async with gate:
-            ws = await connect(url, open_timeout=60, max_queue=None, compression=None)
-            await asyncio.wait_for(ws.recv(), 30)  # "subscribed": admitted and live
-        return Stream(user=user, ws=ws)
-
-    streams = await asyncio.gather(*(one(n, c) for n, c in enumerate(commands)))
-    return list(streams)
-
-
-def _tokens(world: World, users: list[User]) -> tuple[list[str], list[tuple[str, float]]]:
-    issued = [issue_token(world.settings, user, "access") for user in users]
-    tokens = [token for token, _ in issued]
-    claims = [(c.jti, c.expires_at.timestamp()) for _, c in issued]
-    return tokens, claims
+def _profilers(pids: dict[str, int], profile: Path | None, label: str) -> list[Any]:
+    """py-spy on each process for the next few seconds (``--profile``), attached."""
+    if profile is None:
+        return []
+    profile.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, pid in pids.items():
+        out = profile / f"revocation-{label}-{name}.txt"
+        spy = subprocess.Popen(
+            [py_spy(), "record", "-p", str(pid), "-d", "4", "-r", "500", "-f", "raw",
+             "-o", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        spies.append((name, spy, out))
+    time.sleep(1.0)  # py-spy attaches before the measured moment
+    return spies
 
 
-async def _scenario(
+def _report(spies: list[Any]) -> None:
+    for name, spy, out in spies:
+        spy.wait()
+        print(f"\n# profile of {name} ({out}):")
+        print("\n".join(top_frames(out, top=15)))
+
+
+async def _revoke(
+    scenario: str, world: World, users: list[User], claims: list[tuple[str, float]], gap_s: float
+) -> dict[int, float]:
+    """The revoking writes; returns when each user's was sent."""
+    client = async_client(world.settings.effective_redis_url)
+    started: dict[int, float] = {}
+    try:
+        # Every pooled connection open beforehand: the writes measure the push, not TCP.
+        await asyncio.gather(*(client.ping() for _ in users))
+        store = UserStore(client, world.keys)
+        if scenario == "logout":
+            first = time.monotonic()
+            for n, user in enumerate(users):
+                await asyncio.sleep(max(0.0, first + n * gap_s - time.monotonic()))
+                started[n] = time.time()
+                await revoke_access_tokens(
+                    client, world.keys, user.user_id, [claims[n]], now_ts=time.time()
+                )
+        else:
+            started = dict.fromkeys(range(len(users)), time.time())
+            await asyncio.gather(*(store.set_active(u.username, False) for u in users))
+    finally:
+        await client.aclose()
+    return started
+
+
+def _scenario(
     scenario: str,
     world: World,
     ports: tuple[int, int],
     users: list[User],
     commands: list[str],
+    args: argparse.Namespace,
+    relays: dict[str, int],
+    publisher: Publisher,
 ) -> tuple[int, list[float]]:
-    tokens, claims = _tokens(world, users)
-    streams = await _open(ports, users, tokens, commands)
-    readers = [asyncio.create_task(s.read()) for s in streams]
-    started: dict[int, float] = {}
-    client = async_client(world.settings.effective_redis_url)
+    """Streams spread over ``args.client_processes`` processes; returns the 4403 closes
+    and their latencies (ms)."""
+    issued = [issue_token(world.settings, user, "access") for user in users]
+    claims = [(c.jti, c.expires_at.timestamp()) for _, c in issued]
+    targets = [
+        (n % len(users), f"ws://127.0.0.1:{ports[n % 2]}/ws/responses/{command_id}"
+         f"?token={issued[n % len(users)][0]}")
+        for n, command_id in enumerate(commands)
+    ]  # fmt: skip
+    wait_s = len(users) * args.logout_gap_ms / 1000 + CLOSE_TIMEOUT_S
+    context = multiprocessing.get_context("fork")
+    children = []
+    for part in range(args.client_processes):
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_client_process, args=(theirs, targets[part :: args.client_processes], wait_s)
+        )
+        process.start()
+        children.append((process, ours))
     try:
-        store = UserStore(client, world.keys)
-        if scenario == "logout":
-            for n, user in enumerate(users):
-                mine = [s for s in streams if s.user == n]
-                started[n] = time.time()
-                await revoke_access_tokens(
-                    client, world.keys, user.user_id, [claims[n]], now_ts=time.time()
-                )
-                await asyncio.wait_for(
-                    asyncio.gather(*(s.done.wait() for s in mine)), CLOSE_TIMEOUT_S
-                )
-        else:
-            now = time.time()
-            started = dict.fromkeys(range(len(users)), now)
-            await asyncio.gather(*(store.set_active(u.username, False) for u in users))
-        await asyncio.wait_for(asyncio.gather(*readers), CLOSE_TIMEOUT_S)
+        for _, pipe in children:
+            if pipe.recv() != "ready":
+                raise RuntimeError("a client process failed to open its streams")
+        publisher.start()  # live traffic from here on, when asked for
+        pids = {**relays, **{f"clients-{n}": p.pid for n, (p, _) in enumerate(children)}}
+        spies = _profilers(pids, args.profile, scenario)
+        for _, pipe in children:
+            pipe.send("go")
+        started = asyncio.run(_revoke(scenario, world, users, claims, args.logout_gap_ms / 1000))
+        closes = [close for _, pipe in children for close in pipe.recv()]
+        _report(spies)
     finally:
-        await client.aclose()
-        for stream in streams:
-            await stream.ws.close()
-    closed = [s for s in streams if s.code == CloseCode.SESSION_REVOKED]
-    latencies = [(s.closed_at - started[s.user]) * 1000 for s in closed if s.closed_at is not None]
-    return len(closed), latencies
+        for process, _ in children:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    revoked = [(user, at) for user, at, code in closes if code == CloseCode.SESSION_REVOKED]
+    return len(revoked), [(at - started[user]) * 1000 for user, at in revoked]
 
 
-def _publisher(world: World, commands: list[str], rate: int, stop: threading.Event) -> None:
-    """``rate`` events per second over ``commands``, in ten batches a second."""
-    batch = max(1, rate // 10)
-    position = 0
-    next_at = time.monotonic()
-    while not stop.is_set():
-        chosen = [commands[(position + i) % len(commands)] for i in range(batch)]
-        position += batch
-        world.publish(chosen)
-        next_at += 0.1
-        stop.wait(max(0.0, next_at - time.monotonic()))
+class Publisher:
+    """``rate`` events per second over ``commands``, in ten batches a second, from
+    ``start`` until ``stop`` (none at rate 0)."""
+
+    def __init__(self, world: World, commands: list[str], rate: int) -> None:
+        self.world, self.commands, self.rate = world, commands, rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        if self.rate:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        batch = max(1, self.rate // 10)
+        position = 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            chosen = [self.commands[(position + i) % len(self.commands)] for i in range(batch)]
+            position += batch
+            self.world.publish(chosen)
+            next_at += 0.1
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
 
 
 def run(valkey: RedisServer, args: argparse.Namespace) -> list[Row]:
     rows = []
     for rate in args.busy_rate:
-        for scenario in ("logout", "deactivate"):
+        for scenario in args.scenarios:
             world = World.create(valkey.url)
             first, port_a = start_server("relay", world, valkey.url)
             second, port_b = start_server("relay", world, valkey.url)
-            stop = threading.Event()
-            thread: threading.Thread | None = None
+            publisher: Publisher | None = None
             try:
                 users = asyncio.run(_users(world, args.users))
                 commands = world.commands(args.connections, [u.user_id for u in users])
-                if rate:
-                    thread = threading.Thread(
-                        target=_publisher, args=(world, commands, rate, stop), daemon=True
-                    )
-                    thread.start()
-                closed, latencies = asyncio.run(
-                    _scenario(scenario, world, (port_a, port_b), users, commands)
+                publisher = Publisher(world, commands, rate)
+                relays = {"relay-1": first.pid, "relay-2": second.pid}
+                closed, latencies = _scenario(
+                    scenario, world, (port_a, port_b), users, commands, args, relays, publisher
                 )
                 rows.append(Row(scenario, rate, args.connections, closed, latencies))
                 print(rows[-1].line(), flush=True)
             finally:
-                stop.set()
-                if thread is not None:
-                    thread.join()
+                if publisher is not None:
+                    publisher.stop()
                 _stop(first)
                 _stop(second)
                 world.client.close()
@@ -220,6 +293,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument(
         "--busy-rate", type=int, nargs="+", default=[0, 5000], help="events/s meanwhile"
+    )
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--logout-gap-ms", type=float, default=20.0, help="between two users' logouts"
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy each process into this directory")
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=["logout", "deactivate"], default=["logout", "deactivate"]
     )
     args = parser.parse_args()
     if args.connections < args.users:
