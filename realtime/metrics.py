@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -119,6 +120,15 @@ class RealtimeMetrics:
             ["transport"],
             registry=self.registry,
         )
+        #: The child counter of each close code met (server-chosen codes, a few):
+        #: ``labels`` takes a lock and formats the label on every call.
+        self._closes_by_code: dict[int, Any] = {}
+
+    def count_close(self, code: int) -> None:
+        child = self._closes_by_code.get(code)
+        if child is None:
+            child = self._closes_by_code[code] = self.closes.labels(str(code))
+        child.inc()
 
     def watch(self, read: Callable[[], LiveValues]) -> None:
         """Export the live values ``read`` returns at each scrape."""

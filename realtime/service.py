@@ -91,6 +91,8 @@ class RealtimeService:
         self.commands = CommandStore(client, self.keys)
         self.audit = AsyncAuditLog(client, self.keys, settings)
         self.connections: dict[str, Connection] = {}
+        #: The same connections by user: an auth event looks only at its user's.
+        self._by_user: dict[str, dict[str, Connection]] = {}
         self.per_user = ConnectionCounter(settings.ws_max_connections_per_user)
         self.closing = False
         #: The fullest any closed connection's queue ever was (events, bytes).
@@ -256,6 +258,7 @@ class RealtimeService:
             on_slow=self._on_slow,
         )
         self.connections[connection.connection_id] = connection
+        self._by_user.setdefault(user.user_id, {})[connection.connection_id] = connection
         self._empty.clear()
         self.metrics.connections_opened.labels(transport).inc()
         connection.push(
@@ -273,7 +276,12 @@ class RealtimeService:
         connection.disarm()
         if self.connections.pop(connection.connection_id, None) is None:
             return
-        self.per_user.release(connection.user.user_id)
+        user_id = connection.user.user_id
+        mine = self._by_user[user_id]
+        del mine[connection.connection_id]
+        if not mine:
+            del self._by_user[user_id]
+        self.per_user.release(user_id)
         self.peak_queued_events = max(self.peak_queued_events, connection.outbox.peak_events)
         self.peak_queued_bytes = max(self.peak_queued_bytes, connection.outbox.peak_bytes)
         if not self.connections:
@@ -285,7 +293,7 @@ class RealtimeService:
         self.presence.unfollow(connection)
 
     def record_close(self, code: int) -> None:
-        self.metrics.closes.labels(str(code)).inc()
+        self.metrics.count_close(code)
 
     async def refresh(self, connection: Connection, token: str) -> str:
         """Adopt a new token for the connection; returns the answer event's JSON. A
@@ -312,7 +320,7 @@ class RealtimeService:
     def on_auth_event(self, event: AuthEvent) -> None:
         """A token was revoked or a user deactivated: end the connections living on it."""
         self._remember(event)
-        for connection in list(self.connections.values()):
+        for connection in list(self._by_user.get(event.user_id, {}).values()):
             if _ends(event, connection):
                 self._end_session(connection)
 
