@@ -320,9 +320,13 @@ class RealtimeService:
     def on_auth_event(self, event: AuthEvent) -> None:
         """A token was revoked or a user deactivated: end the connections living on it."""
         self._remember(event)
-        for connection in list(self._by_user.get(event.user_id, {}).values()):
-            if _ends(event, connection):
-                self._end_session(connection)
+        ended = [c for c in self._by_user.get(event.user_id, {}).values() if _ends(event, c)]
+        for connection in ended:
+            self._end_session(connection)
+        if ended:  # one line per event; each connection's own ``ws_closed`` line follows
+            log.info(
+                "sessions_revoked", kind=event.kind, user_id=event.user_id, connections=len(ended)
+            )
 
     def on_relay_reconnected(self) -> None:
         """Pushes sent while the relay was away are lost: check every connection again,
@@ -401,14 +405,17 @@ class RealtimeService:
             for name in names:
                 pipe.hget(self.keys.user(name), "active")
             active = dict(zip(names, await pipe.execute(), strict=True))
+        ended = 0
         for i, connection in enumerate(connections):
             revoked, name = answers[2 * i], answers[2 * i + 1]
             if revoked or active.get(name) != "1":
                 self._end_session(connection)
+                ended += 1
+        if ended:
+            log.info("sessions_revoked", kind="recheck", connections=ended)
 
     def _end_session(self, connection: Connection) -> None:
         refusal = Refusal.session_revoked()
-        log.info("session_revoked", connection_id=connection.connection_id)
         connection.request_close(refusal.close_code, refusal.message)
 
     # -- idle connections -------------------------------------------------------------
