@@ -40,7 +40,7 @@ REDIS_POOL_SIZE = 64
 #: come back later to do its handshake again. When Redis stops answering, the callers
 #: holding connections fail within the socket timeout (5 s) and those queued behind
 #: them within this; the token checks of open connections (refresh, the recheck after
-#: a reconnect) have their own shorter bound (``realtime.service.CHECK_TIMEOUT_S``).
+#: a reconnect) have their own shorter bound (``realtime.revocation.CHECK_TIMEOUT_S``).
 POOL_WAIT_S = 30.0
 
 

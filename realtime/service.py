@@ -1,20 +1,17 @@
-"""The realtime process's state and rules: who is admitted, the open connections, revocation.
+"""The realtime process's state and rules: who is admitted, the open connections.
 
 Transports (``realtime.websocket``, ``realtime.sse``) hand ``admit`` what the client
 sent; it returns an open ``Connection`` or raises a ``Refusal``, which the transport
-only renders. Following commands is ``realtime.subscriptions``. Revocations and
-deactivations arrive on the relay (``common.auth_events``) and close the affected
-connections with 4403 at once.
+only renders. Following commands is ``realtime.subscriptions``; what a logout or a
+deactivation ends is ``realtime.revocation``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-from collections import deque
 from collections.abc import Coroutine
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio
 import structlog
@@ -32,6 +29,7 @@ from common.settings import Settings
 from common.timeutil import isoformat
 from common.tokens import TokenClaims, decode_token
 from common.users import User
+from realtime import revocation
 from realtime.admission import read_admission
 from realtime.connection import Connection, Transport
 from realtime.hub import Hub
@@ -49,22 +47,12 @@ from realtime.refusals import (
     valid_vehicle_id,
 )
 from realtime.relay import Relay
+from realtime.revocation import Revocations
 from realtime.subscriptions import Subscriptions, protocol_error
 
 __all__ = ["RealtimeService"]
 
 log = structlog.get_logger(__name__)
-
-#: After the relay reconnects (revocation pushes may have been missed), tries to check
-#: every open connection again, with back-off doubling from the first delay.
-RECHECK_TRIES, RECHECK_BACKOFF_S = 6, 0.25
-#: Seconds a token check on an open connection (a refresh, one recheck try) waits for
-#: Redis, pooled connection included: the reader of a refresh answers nothing else
-#: meanwhile, and a revocation missed during an outage must not wait on a long queue.
-CHECK_TIMEOUT_S = 5.0
-#: Auth events remembered for the admissions and refreshes in flight: a push that lands
-#: between a token's check and the connection's registration must still reach it.
-AUTH_LOG_SIZE = 1024
 
 
 class RealtimeService:
@@ -91,8 +79,8 @@ class RealtimeService:
         self.commands = CommandStore(client, self.keys)
         self.audit = AsyncAuditLog(client, self.keys, settings)
         self.connections: dict[str, Connection] = {}
-        #: The same connections by user: an auth event looks only at its user's.
-        self._by_user: dict[str, dict[str, Connection]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.revocations = Revocations(client, self.keys, self.connections, self._spawn)
         self.per_user = ConnectionCounter(settings.ws_max_connections_per_user)
         self.closing = False
         #: The fullest any closed connection's queue ever was (events, bytes).
@@ -100,11 +88,6 @@ class RealtimeService:
         self.peak_queued_bytes = 0
         self._empty = asyncio.Event()
         self._empty.set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        #: Every auth event since start is numbered; the last AUTH_LOG_SIZE are kept
-        #: (None: the relay reconnected, so pushes may have been lost).
-        self._auth_seq = 0
-        self._auth_log: deque[AuthEvent | None] = deque(maxlen=AUTH_LOG_SIZE)
         #: The idle timer of each connection that follows nothing (one at most).
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
         #: One callable for every connection (a lambda each would cost a closure each).
@@ -132,7 +115,7 @@ class RealtimeService:
         if not token:
             raise Refusal.missing_token()
         position = parse_position(since)
-        mark = self._auth_seq
+        seen = self.revocations.seen
         try:
             user, claims, command = await self._authenticate_for(token, command_id)
             visible = command is not None and can_view_command(user.role, user.user_id, command)
@@ -144,7 +127,7 @@ class RealtimeService:
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
         connection = self._open(user, claims, transport=transport, command_id=command_id)
-        self._catch_up(connection, mark)
+        self.revocations.catch_up(connection, seen)
         return connection, position
 
     async def admit_presence(
@@ -157,7 +140,7 @@ class RealtimeService:
             raise Refusal.going_away()
         if not token:
             raise Refusal.missing_token()
-        mark = self._auth_seq
+        seen = self.revocations.seen
         try:
             user, claims = await self.authenticate(token)
             if vehicle_id is not None and not (
@@ -169,7 +152,7 @@ class RealtimeService:
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
         connection = self._open(user, claims, transport=transport, command_id="")
-        self._catch_up(connection, mark)
+        self.revocations.catch_up(connection, seen)
         return connection
 
     async def admit_subscription(
@@ -258,7 +241,7 @@ class RealtimeService:
             on_slow=self._on_slow,
         )
         self.connections[connection.connection_id] = connection
-        self._by_user.setdefault(user.user_id, {})[connection.connection_id] = connection
+        self.revocations.add(connection)
         self._empty.clear()
         self.metrics.connections_opened.labels(transport).inc()
         connection.push(
@@ -276,12 +259,8 @@ class RealtimeService:
         connection.disarm()
         if self.connections.pop(connection.connection_id, None) is None:
             return
-        user_id = connection.user.user_id
-        mine = self._by_user[user_id]
-        del mine[connection.connection_id]
-        if not mine:
-            del self._by_user[user_id]
-        self.per_user.release(user_id)
+        self.revocations.remove(connection)
+        self.per_user.release(connection.user.user_id)
         self.peak_queued_events = max(self.peak_queued_events, connection.outbox.peak_events)
         self.peak_queued_bytes = max(self.peak_queued_bytes, connection.outbox.peak_bytes)
         if not self.connections:
@@ -298,9 +277,9 @@ class RealtimeService:
     async def refresh(self, connection: Connection, token: str) -> str:
         """Adopt a new token for the connection; returns the answer event's JSON. A
         Redis that cannot answer raises ``Refusal.unavailable`` (the client reconnects)."""
-        mark = self._auth_seq
+        seen = self.revocations.seen
         try:
-            async with asyncio.timeout(CHECK_TIMEOUT_S):
+            async with asyncio.timeout(revocation.CHECK_TIMEOUT_S):
                 user, claims = await self.authenticate(token)
         except AuthError as exc:
             return protocol_error("invalid_token", f"Refresh refused: {exc.message}")
@@ -312,111 +291,20 @@ class RealtimeService:
         if verdict is Refresh.OTHER_USER:
             return protocol_error("invalid_token", "Refresh refused: the token is for another user")
         connection.lifetime_moved()
-        self._catch_up(connection, mark)
+        self.revocations.catch_up(connection, seen)
         return TokenRefreshedEvent(expires_at=isoformat(claims.expires_at)).model_dump_json()
 
     # -- revocation -------------------------------------------------------------------
 
     def on_auth_event(self, event: AuthEvent) -> None:
         """A token was revoked or a user deactivated: end the connections living on it."""
-        self._remember(event)
-        ended = [c for c in self._by_user.get(event.user_id, {}).values() if _ends(event, c)]
-        for connection in ended:
-            self._end_session(connection)
-        if ended:  # one line per event; each connection's own ``ws_closed`` line follows
-            log.info(
-                "sessions_revoked", kind=event.kind, user_id=event.user_id, connections=len(ended)
-            )
+        self.revocations.on_event(event)
 
     def on_relay_reconnected(self) -> None:
         """Pushes sent while the relay was away are lost: check every connection again,
         and send presence followers a fresh snapshot."""
-        self._remember(None)
-        self._spawn(self._recheck(None))
+        self.revocations.on_reconnect()
         self.presence.resnapshot_all()
-
-    @property
-    def auth_events_seen(self) -> int:
-        """Auth events (and relay reconnects) this process has met since it started."""
-        return self._auth_seq
-
-    def _remember(self, event: AuthEvent | None) -> None:
-        self._auth_seq += 1
-        self._auth_log.append(event)
-
-    def _catch_up(self, connection: Connection, mark: int) -> None:
-        """Apply to ``connection`` the auth events that arrived since ``mark``, while its
-        token was being checked (``on_auth_event`` saw only registered connections). One
-        invariant: a registered connection has met every auth event after its check."""
-        missed = self._auth_seq - mark
-        if missed == 0:
-            return
-        if missed > len(self._auth_log):  # more than were kept: ask Redis
-            self._spawn(self._recheck([connection]))
-            return
-        reconnected = False
-        for event in itertools.islice(self._auth_log, len(self._auth_log) - missed, None):
-            if event is None:
-                reconnected = True
-            elif _ends(event, connection):
-                self._end_session(connection)
-                return
-        if reconnected:  # a push may have been lost while the relay was away
-            self._spawn(self._recheck([connection]))
-
-    async def _recheck(self, only: list[Connection] | None) -> None:
-        """Every open connection's token and user (or those of ``only``), checked again
-        in two pipelines. While Redis cannot answer, try again with back-off; a process
-        that still cannot tell who was revoked asks them to reconnect (1013), and
-        admission checks them."""
-        delay = RECHECK_BACKOFF_S
-        for attempt in range(1, RECHECK_TRIES + 1):
-            try:
-                async with asyncio.timeout(CHECK_TIMEOUT_S):
-                    await self._recheck_once(only)
-                return
-            except Exception as exc:
-                if as_refusal(exc) is None:
-                    raise
-                log.warning("recheck_failed", error=str(exc), attempt=attempt)
-                if attempt < RECHECK_TRIES:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-        refusal = Refusal.unavailable()
-        for connection in self._still_open(only):
-            connection.request_close(refusal.close_code, refusal.message)
-
-    def _still_open(self, only: list[Connection] | None) -> list[Connection]:
-        if only is None:
-            return list(self.connections.values())
-        return [c for c in only if c.connection_id in self.connections]
-
-    async def _recheck_once(self, only: list[Connection] | None) -> None:
-        connections = self._still_open(only)
-        if not connections:
-            return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for connection in connections:
-                pipe.exists(self.keys.revoked_access_token(connection.lifetime.token_id))
-                pipe.get(self.keys.user_by_id(connection.user.user_id))
-            answers = await pipe.execute()
-        names = {cast(str, answers[2 * i + 1]) for i in range(len(connections))}
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(self.keys.user(name), "active")
-            active = dict(zip(names, await pipe.execute(), strict=True))
-        ended = 0
-        for i, connection in enumerate(connections):
-            revoked, name = answers[2 * i], answers[2 * i + 1]
-            if revoked or active.get(name) != "1":
-                self._end_session(connection)
-                ended += 1
-        if ended:
-            log.info("sessions_revoked", kind="recheck", connections=ended)
-
-    def _end_session(self, connection: Connection) -> None:
-        refusal = Refusal.session_revoked()
-        connection.request_close(refusal.close_code, refusal.message)
 
     # -- idle connections -------------------------------------------------------------
 
@@ -483,13 +371,6 @@ class RealtimeService:
             pubsub_reconnects=self.relay.reconnects,
             pubsub_connected=self.relay.connected,
         )
-
-
-def _ends(event: AuthEvent, connection: Connection) -> bool:
-    """``event`` ends ``connection``'s session (its user, or its very token)."""
-    if connection.lifetime.user_id != event.user_id:
-        return False
-    return event.kind != "token_revoked" or connection.lifetime.token_id == event.jti
 
 
 def _refusal(exc: Exception, unavailable: str | None = None) -> Refusal:

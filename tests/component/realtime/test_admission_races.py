@@ -69,9 +69,9 @@ def _revoke(settings: Settings, token: str) -> None:
 def _revoke_while_held(server: ServerThread, settings: Settings, gate: Gate, token: str) -> None:
     assert gate.reached.wait(timeout(5)), "the check never ran"
     service = service_of(server)
-    seen = service.auth_events_seen
+    seen = service.revocations.seen
     _revoke(settings, token)
-    wait_for(lambda: service.auth_events_seen > seen, what="the push to reach the relay")
+    wait_for(lambda: service.revocations.seen > seen, what="the push to reach the relay")
     gate.released.set()
 
 

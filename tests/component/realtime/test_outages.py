@@ -19,7 +19,7 @@ from common.events import StatusEvent
 from common.keys import Keys
 from common.settings import Settings
 from common.tokens import decode_token
-from realtime import service as service_module
+from realtime import revocation as revocation_module
 from tests.component.realtime_support import (
     World,
     close_of,
@@ -300,7 +300,7 @@ def test_a_refresh_waits_for_a_pooled_connection_no_longer_than_its_check_bound(
 ) -> None:
     # Without its own bound the refresh would queue for the pool's 30 s wait, its reader
     # answering nothing meanwhile.
-    monkeypatch.setattr(service_module, "CHECK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(revocation_module, "CHECK_TIMEOUT_S", 0.5)
     alice = world.user("alice")
     command_id = world.command(alice)
     first, fresh = world.token(alice), world.token(alice)
@@ -316,8 +316,8 @@ def test_a_refresh_waits_for_a_pooled_connection_no_longer_than_its_check_bound(
 def test_a_recheck_after_a_reconnect_waits_for_the_pool_no_longer_than_its_check_bound(
     settings: Settings, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "CHECK_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(service_module, "RECHECK_TRIES", 2)
+    monkeypatch.setattr(revocation_module, "CHECK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(revocation_module, "RECHECK_TRIES", 2)
     isolated = with_settings(settings, redis_url=own_redis.url)
     world = World(isolated)
     alice = world.user("alice")

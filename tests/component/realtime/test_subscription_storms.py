@@ -60,7 +60,7 @@ def _relay_is_idle(server: ServerThread, sync_redis: redis.Redis, command_id: st
         and service.relay.waiter_count() == 0
         and len(service.hub) == 0
         and not service.connections
-        and not service._by_user  # no user left with an empty entry
+        and service.revocations.users == 0  # no user left with an empty entry
     )
 
 
