@@ -51,7 +51,7 @@ class Revocations:
     ``connections`` is the service's own map of open connections (read, never
     changed here); ``add`` and ``remove`` keep the index by user beside it, so an event
     costs its user's connections, not a scan of every open one. ``spawn`` runs a
-    recheck in the background.
+    recheck in the background; ``log_size`` auth events are kept for catch-ups.
     """
 
     def __init__(
@@ -60,6 +60,8 @@ class Revocations:
         keys: Keys,
         connections: Mapping[str, Connection],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        *,
+        log_size: int = AUTH_LOG_SIZE,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -67,7 +69,7 @@ class Revocations:
         self._spawn = spawn
         self._by_user: dict[str, dict[str, Connection]] = {}
         self._seen = 0
-        self._log: deque[AuthEvent | None] = deque(maxlen=AUTH_LOG_SIZE)
+        self._log: deque[AuthEvent | None] = deque(maxlen=log_size)
 
     @property
     def seen(self) -> int:
