@@ -77,7 +77,8 @@ class RevocationsMachine(RuleBasedStateMachine):
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         frame = coro.cr_frame
-        assert frame is not None and coro.__qualname__ == "Revocations.recheck"
+        assert frame is not None
+        assert coro.__qualname__ == "Revocations.recheck"
         self.rechecks.append(frame.f_locals["only"])
         coro.close()
 
