@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2 as httpx
@@ -19,6 +20,7 @@ from common.events import StatusEvent
 from common.keys import Keys
 from common.settings import Settings
 from common.tokens import decode_token
+from common.users import User
 from realtime import revocation as revocation_module
 from tests.component.realtime_support import (
     World,
@@ -45,47 +47,71 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
+@dataclass
+class Private:
+    """A realtime world on this test's own Redis (``own_redis``): a user, one of their
+    commands, and an admin client to break that Redis with."""
+
+    settings: Settings
+    world: World
+    keys: Keys
+    admin: redis.Redis
+    alice: User
+    command_id: str
+
+
+@pytest.fixture
+def private(settings: Settings, own_redis: RedisServer) -> Iterator[Private]:
+    isolated = with_settings(settings, redis_url=own_redis.url)
+    world = World(isolated)
+    alice = world.user("alice")
+    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        yield Private(
+            isolated, world, Keys(isolated.key_prefix), admin, alice, world.command(alice)
+        )
+    finally:
+        admin.close()
+
+
 def _ready(server: ServerThread) -> int:
     return httpx.get(f"{server.http_base}/health/ready", timeout=timeout(5)).status_code
 
 
 def test_after_a_redis_restart_clients_get_the_events_logged_before_the_relay_is_back(
-    settings: Settings, own_redis: RedisServer
+    private: Private, own_redis: RedisServer
 ) -> None:
-    isolated = with_settings(settings, redis_url=own_redis.url)
-    world = World(isolated)
-    keys = Keys(isolated.key_prefix)
-    alice = world.user("alice")
-    command_id = world.command(alice)
-    with realtime_server(isolated) as server, follow(server, command_id, world.token(alice)) as ws:
+    with (
+        realtime_server(private.settings) as server,
+        follow(server, private.command_id, private.world.token(private.alice)) as ws,
+    ):
         relay = service_of(server).relay
-        writer = redis.Redis.from_url(own_redis.url, decode_responses=True)
-        events = EventLog(writer, keys, maxlen=1000, ttl_s=60)
-        events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+        events = EventLog(private.admin, private.keys, maxlen=1000, ttl_s=60)
+        events.append(StatusEvent(command_id=private.command_id, status=CommandStatus.IN_PROGRESS))
         assert receive(ws, 1)[0]["seq"] == 1
         assert _ready(server) == 200
 
         own_redis.halt()
         wait_for(lambda: _ready(server) == 503, what="readiness to report the outage")
-        with open_ws(server, command_id, world.token(alice)) as refused:
+        with open_ws(server, private.command_id, private.world.token(private.alice)) as refused:
             assert close_of(refused, timeout_s=15) == (1013, "Event stream unavailable")
         # Let the relay's back-off grow so the restart is not noticed at once.
         wait_for(lambda: relay.retry_delay_s >= 1.6, what="the relay to back off")
         own_redis.start()
         replayed_before = service_of(server).hub.stats.replayed
         assert not relay.connected
-        events.append(response_event(command_id, 1))  # published while nobody listens
-        events.append(response_event(command_id, 2, final=True))
+        # Published while nobody listens.
+        events.append(response_event(private.command_id, 1))
+        events.append(response_event(private.command_id, 2, final=True))
 
         got = receive(ws, 2)
         assert [(e["seq"], e["sequence_number"]) for e in got] == [(2, 1), (3, 2)]
         assert service_of(server).hub.stats.replayed == replayed_before + 2, "read from the log"
         wait_for(lambda: relay.connected, what="the relay to reconnect")
-        events.append(StatusEvent(command_id=command_id, status=CommandStatus.COMPLETED))
+        events.append(StatusEvent(command_id=private.command_id, status=CommandStatus.COMPLETED))
         assert [(e["seq"], e["status"]) for e in receive(ws, 1)] == [(4, "completed")]
         wait_for(lambda: _ready(server) == 200, what="readiness to recover")
         assert relay.reconnects >= 1
-        writer.close()
 
 
 def test_clients_of_two_realtime_processes_each_get_every_event_and_each_subscribes_only_its_own(
@@ -153,22 +179,19 @@ def test_an_unexpected_failure_while_admitting_a_client_closes_with_1011(
 
 
 def test_a_revocation_pushed_while_the_relay_was_away_closes_the_stream_once_it_is_back(
-    settings: Settings, own_redis: RedisServer
+    private: Private,
 ) -> None:
-    isolated = with_settings(settings, redis_url=own_redis.url)
-    world = World(isolated)
-    keys = Keys(isolated.key_prefix)
-    alice = world.user("alice")
-    command_id = world.command(alice)
-    token = world.token(alice)
-    with realtime_server(isolated) as server, follow(server, command_id, token) as ws:
+    token = private.world.token(private.alice)
+    with (
+        realtime_server(private.settings) as server,
+        follow(server, private.command_id, token) as ws,
+    ):
         relay = service_of(server).relay
         reconnects = relay.reconnects
-        admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
         # The revocation is written, but its push never reached this relay.
-        jti = decode_token(isolated, token, "access").jti
-        admin.set(keys.revoked_access_token(jti), "1", ex=600)
-        admin.client_kill_filter(_type="pubsub")
+        jti = decode_token(private.settings, token, "access").jti
+        private.admin.set(private.keys.revoked_access_token(jti), "1", ex=600)
+        private.admin.client_kill_filter(_type="pubsub")
         wait_for(lambda: relay.reconnects > reconnects and relay.connected, what="a reconnect")
         assert close_of(ws, timeout_s=10) == (4403, "Session revoked")
 
@@ -179,98 +202,85 @@ def _denied(admin: redis.Redis, command: str) -> bool:
 
 
 def test_a_resync_that_meets_redis_errors_tries_again_and_the_client_stays(
-    settings: Settings, own_redis: RedisServer
+    private: Private,
 ) -> None:
-    isolated = with_settings(settings, redis_url=own_redis.url)
-    world = World(isolated)
-    keys = Keys(isolated.key_prefix)
-    alice = world.user("alice")
-    command_id = world.command(alice)
-    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    events = EventLog(admin, keys, maxlen=1000, ttl_s=60)
-    with realtime_server(isolated) as server, follow(server, command_id, world.token(alice)) as ws:
-        events.append(StatusEvent(command_id=command_id, status=CommandStatus.IN_PROGRESS))
+    events = EventLog(private.admin, private.keys, maxlen=1000, ttl_s=60)
+    with (
+        realtime_server(private.settings) as server,
+        follow(server, private.command_id, private.world.token(private.alice)) as ws,
+    ):
+        events.append(StatusEvent(command_id=private.command_id, status=CommandStatus.IN_PROGRESS))
         assert receive(ws, 1)[0]["seq"] == 1
         # Redis answers the relay's log reads with errors for a while (as under load,
         # or while a replica is promoted): the resync must wait it out, not drop anyone.
-        admin.acl_log_reset()
-        admin.execute_command("ACL", "SETUSER", "default", "-xrange")
-        admin.client_kill_filter(_type="pubsub")
-        events.append(response_event(command_id, 1))  # missed by Pub/Sub: only in the log
-        wait_for(lambda: _denied(admin, "xrange"), what="a refused log read")
-        admin.execute_command("ACL", "SETUSER", "default", "+xrange")
+        private.admin.acl_log_reset()
+        private.admin.execute_command("ACL", "SETUSER", "default", "-xrange")
+        private.admin.client_kill_filter(_type="pubsub")
+        # Missed by Pub/Sub: only in the log.
+        events.append(response_event(private.command_id, 1))
+        wait_for(lambda: _denied(private.admin, "xrange"), what="a refused log read")
+        private.admin.execute_command("ACL", "SETUSER", "default", "+xrange")
         got = receive(ws, 1)
         assert (got[0]["seq"], got[0]["sequence_number"]) == (2, 1)
-        events.append(StatusEvent(command_id=command_id, status=CommandStatus.COMPLETED))
+        events.append(StatusEvent(command_id=private.command_id, status=CommandStatus.COMPLETED))
         assert [(e["seq"], e["status"]) for e in receive(ws, 1)] == [(3, "completed")]
 
 
-def test_a_revocation_check_that_meets_redis_errors_tries_again(
-    settings: Settings, own_redis: RedisServer
-) -> None:
-    isolated = with_settings(settings, redis_url=own_redis.url)
-    world = World(isolated)
-    keys = Keys(isolated.key_prefix)
-    alice = world.user("alice")
-    command_id = world.command(alice)
-    token = world.token(alice)
-    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    with realtime_server(isolated) as server, follow(server, command_id, token) as ws:
+def test_a_revocation_check_that_meets_redis_errors_tries_again(private: Private) -> None:
+    token = private.world.token(private.alice)
+    with (
+        realtime_server(private.settings) as server,
+        follow(server, private.command_id, token) as ws,
+    ):
         relay = service_of(server).relay
         reconnects = relay.reconnects
         # Revoked while the relay was away (the push is lost), and the first checks after
         # the reconnect meet errors: the check must be tried again until it tells.
-        jti = decode_token(isolated, token, "access").jti
-        admin.set(keys.revoked_access_token(jti), "1", ex=600)
-        admin.acl_log_reset()
-        admin.execute_command("ACL", "SETUSER", "default", "-get")
-        admin.client_kill_filter(_type="pubsub")
+        jti = decode_token(private.settings, token, "access").jti
+        private.admin.set(private.keys.revoked_access_token(jti), "1", ex=600)
+        private.admin.acl_log_reset()
+        private.admin.execute_command("ACL", "SETUSER", "default", "-get")
+        private.admin.client_kill_filter(_type="pubsub")
         wait_for(lambda: relay.reconnects > reconnects, what="a reconnect")
-        wait_for(lambda: _denied(admin, "get"), what="a refused check")
-        admin.execute_command("ACL", "SETUSER", "default", "+get")
+        wait_for(lambda: _denied(private.admin, "get"), what="a refused check")
+        private.admin.execute_command("ACL", "SETUSER", "default", "+get")
         assert close_of(ws, timeout_s=15) == (4403, "Session revoked")
 
 
 def test_when_revocations_cannot_be_checked_every_client_is_asked_to_reconnect(
-    settings: Settings, own_redis: RedisServer
+    private: Private,
 ) -> None:
-    isolated = with_settings(settings, redis_url=own_redis.url)
-    world = World(isolated)
-    alice = world.user("alice")
-    command_id = world.command(alice)
-    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    with realtime_server(isolated) as server, follow(server, command_id, world.token(alice)) as ws:
+    with (
+        realtime_server(private.settings) as server,
+        follow(server, private.command_id, private.world.token(private.alice)) as ws,
+    ):
         relay = service_of(server).relay
         reconnects = relay.reconnects
-        admin.execute_command("ACL", "SETUSER", "default", "-get")
+        private.admin.execute_command("ACL", "SETUSER", "default", "-get")
         try:
-            admin.client_kill_filter(_type="pubsub")
+            private.admin.client_kill_filter(_type="pubsub")
             wait_for(lambda: relay.reconnects > reconnects, what="a reconnect")
             # A process that cannot tell who was revoked keeps nobody on trust: 1013 says
             # reconnect, and admission checks the token again.
             assert close_of(ws, timeout_s=30) == (1013, "Event stream unavailable")
         finally:
-            admin.execute_command("ACL", "SETUSER", "default", "+get")
+            private.admin.execute_command("ACL", "SETUSER", "default", "+get")
 
 
-def test_a_refresh_that_redis_cannot_check_asks_the_client_to_reconnect(
-    settings: Settings, own_redis: RedisServer
-) -> None:
-    isolated = with_settings(settings, redis_url=own_redis.url)
-    world = World(isolated)
-    alice = world.user("alice")
-    command_id = world.command(alice)
-    first, fresh = world.token(alice), world.token(alice)
-    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    with realtime_server(isolated) as server, follow(server, command_id, first) as ws:
-        admin.execute_command("ACL", "SETUSER", "default", "-exists")  # the revocation check
+def test_a_refresh_that_redis_cannot_check_asks_the_client_to_reconnect(private: Private) -> None:
+    first, fresh = private.world.token(private.alice), private.world.token(private.alice)
+    with (
+        realtime_server(private.settings) as server,
+        follow(server, private.command_id, first) as ws,
+    ):
+        # Redis refuses the revocation check.
+        private.admin.execute_command("ACL", "SETUSER", "default", "-exists")
         try:
             ws.send(json.dumps({"action": "refresh", "token": fresh}))
             # Not a fault of the server (1011): Redis is away, so reconnect and be checked.
             assert close_of(ws) == (1013, "Event stream unavailable")
         finally:
-            admin.execute_command("ACL", "SETUSER", "default", "+exists")
-    admin.close()
+            private.admin.execute_command("ACL", "SETUSER", "default", "+exists")
 
 
 @contextlib.contextmanager
@@ -314,20 +324,17 @@ def test_a_refresh_waits_for_a_pooled_connection_no_longer_than_its_check_bound(
 
 
 def test_a_recheck_after_a_reconnect_waits_for_the_pool_no_longer_than_its_check_bound(
-    settings: Settings, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+    private: Private, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(revocation_module, "CHECK_TIMEOUT_S", 0.5)
     monkeypatch.setattr(revocation_module, "RECHECK_TRIES", 2)
-    isolated = with_settings(settings, redis_url=own_redis.url)
-    world = World(isolated)
-    alice = world.user("alice")
-    command_id = world.command(alice)
-    admin = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    with realtime_server(isolated) as server, follow(server, command_id, world.token(alice)) as ws:
+    with (
+        realtime_server(private.settings) as server,
+        follow(server, private.command_id, private.world.token(private.alice)) as ws,
+    ):
         relay = service_of(server).relay
         reconnects = relay.reconnects
         with _pool_exhausted(server):
-            admin.client_kill_filter(_type="pubsub")
+            private.admin.client_kill_filter(_type="pubsub")
             wait_for(lambda: relay.reconnects > reconnects, what="a reconnect")
             assert close_of(ws, timeout_s=10) == (1013, "Event stream unavailable")
-    admin.close()
