@@ -14,8 +14,10 @@ scenarios, each on fresh tokens:
 
 Measured per connection, from just before the revoking write: to the arrival of the
 server's 4403 close frame in the client (what the relay did), and to the end of the
-closing handshake (the client's part included) (``--client-processes`` processes hold the sockets;
-clients, Redis and relays share the machine and its clock). Logouts come
+closing handshake (the client's part included). ``--client-processes`` processes hold
+the sockets; clients, Redis and relays share the machine and its clock, so the clients
+are ``bench.lean_ws`` by default (a full client library spends more CPU per closing
+handshake than the relay; ``--client websockets`` measures with one). Logouts come
 ``--logout-gap-ms`` apart. With
 ``--busy-rate N`` a publisher sends N events per second to the followed commands
 meanwhile, so the push waits behind live traffic on each relay's Pub/Sub connection.
@@ -45,6 +47,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.flame import py_spy, top_frames
+from bench.lean_ws import LeanClient, open_lean
 from bench.realtime import SECRET, World, _percentile, _raise_fd_limit, _stop, start_server
 from common.auth import revoke_access_tokens
 from common.protocol import CloseCode
@@ -70,10 +73,24 @@ class _TimedConnection(ClientConnection):
             self.close_frame_at = time.time()
 
 
-def _client_process(pipe: Connection, targets: list[tuple[int, str]], wait_s: float) -> None:
-    """Open one stream per ``(user, url)``, say ``ready``, then report every stream's
+Closed = tuple[float, float, int | None]
+
+
+def _client_process(
+    pipe: Connection, targets: list[tuple[int, str]], wait_s: float, client: str
+) -> None:
+    """Open one stream per ``(user, url)`` with ``client`` (``lean``: ``bench.lean_ws``;
+    ``websockets``: the library), say ``ready``, then report every stream's
     ``(user, close_frame_at, closed_at, code)`` once all closed (or ``wait_s`` after
     ``go``)."""
+
+    async def one_lean(gate: asyncio.Semaphore, url: str) -> LeanClient:
+        async with gate:
+            return await open_lean(url, timeout_s=60)
+
+    async def read_lean(ws: LeanClient) -> Closed:
+        closed_at = await ws.ended
+        return ws.close_frame_at or closed_at, closed_at, ws.close_code
 
     async def one(gate: asyncio.Semaphore, url: str) -> _TimedConnection:
         async with gate:
@@ -88,7 +105,7 @@ def _client_process(pipe: Connection, targets: list[tuple[int, str]], wait_s: fl
         assert isinstance(ws, _TimedConnection)
         return ws
 
-    async def read(ws: _TimedConnection) -> tuple[float, float, int | None]:
+    async def read(ws: _TimedConnection) -> Closed:
         with contextlib.suppress(ConnectionClosed):
             async for _ in ws:
                 pass
@@ -97,8 +114,15 @@ def _client_process(pipe: Connection, targets: list[tuple[int, str]], wait_s: fl
 
     async def go() -> None:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-        sockets = await asyncio.gather(*(one(gate, url) for _, url in targets))
-        readers = [asyncio.create_task(read(ws)) for ws in sockets]
+        readers: list[asyncio.Task[Closed]]
+        lean: list[LeanClient] = []
+        sockets: list[_TimedConnection] = []
+        if client == "lean":
+            lean = await asyncio.gather(*(one_lean(gate, url) for _, url in targets))
+            readers = [asyncio.create_task(read_lean(ws)) for ws in lean]
+        else:
+            sockets = await asyncio.gather(*(one(gate, url) for _, url in targets))
+            readers = [asyncio.create_task(read(ws)) for ws in sockets]
         pipe.send("ready")
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "go"
         done, _ = await asyncio.wait(readers, timeout=wait_s)
@@ -108,6 +132,8 @@ def _client_process(pipe: Connection, targets: list[tuple[int, str]], wait_s: fl
                 for (user, _), reader in zip(targets, readers, strict=True)
             ]
         )
+        for lean_ws in lean:
+            lean_ws.close()
         for ws in sockets:
             await ws.close()
 
@@ -227,7 +253,8 @@ def _scenario(
     for part in range(args.client_processes):
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_client_process, args=(theirs, targets[part :: args.client_processes], wait_s)
+            target=_client_process,
+            args=(theirs, targets[part :: args.client_processes], wait_s, args.client),
         )
         process.start()
         children.append((process, ours))
@@ -325,6 +352,12 @@ def main() -> None:
         "--busy-rate", type=int, nargs="+", default=[0, 5000], help="events/s meanwhile"
     )
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--client",
+        choices=["lean", "websockets"],
+        default="lean",
+        help="lean: bench.lean_ws (the least CPU per socket); websockets: the library",
+    )
     parser.add_argument(
         "--logout-gap-ms", type=float, default=20.0, help="between two users' logouts"
     )
