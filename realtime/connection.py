@@ -144,8 +144,8 @@ class Connection:
 
     # -- the queue ------------------------------------------------------------------------
 
-    def fits(self, data: str) -> bool:
-        return self.outbox.fits(data)
+    def paced_fits(self, data: str) -> bool:
+        return self.outbox.paced_fits(data)
 
     async def wait_for_room(self) -> None:
         """Until the queue is at most half full, or the connection is closing.

@@ -42,6 +42,8 @@ class Subscription:
     overflowed: bool = False
     #: Its claim on the command's Redis channel, once the relay confirmed it.
     hold: Hold | None = None
+    #: Its subscribe finished and it was kept (not refused while being set up).
+    followed: bool = False
 
     def _offer(self, seq: int, data: str) -> int:
         """Deliver if new; return 1 when delivered, 0 when it was a duplicate."""

@@ -44,6 +44,17 @@ class Outbox:
             len(self._items) < self.max_events and self.bytes + encoded_size(data) <= self.max_bytes
         )
 
+    def paced_fits(self, data: str) -> bool:
+        """Whether a paced producer (a replay) may queue ``data`` now. It fills at most
+        three quarters of either bound (an empty queue takes anything), so the live
+        events of the client's other commands and the answers to its own actions
+        (``pong``, ``token_refreshed``, ``subscribed``, an ``error``) still fit behind a
+        long replay to a slow reader."""
+        return not self._items or (
+            len(self._items) < max(1, self.max_events * 3 // 4)
+            and self.bytes + encoded_size(data) <= max(1, self.max_bytes * 3 // 4)
+        )
+
     def half_empty(self) -> bool:
         """At most half full by both bounds: a paced producer may resume."""
         return len(self) <= self.max_events // 2 and self.bytes <= self.max_bytes // 2

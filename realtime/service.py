@@ -25,6 +25,7 @@ from common.commands import CommandRecord
 from common.errors import AuthError
 from common.events import TokenRefreshedEvent, WelcomeEvent
 from common.keys import Keys
+from common.protocol import CloseCode
 from common.settings import Settings
 from common.timeutil import isoformat
 from common.tokens import TokenClaims, decode_token
@@ -73,6 +74,7 @@ class RealtimeService:
         self.streams = Subscriptions(client, self.keys, hub, relay)
         self.streams.connection_of = self.connections_get
         self.streams.on_empty = self._idle_watch
+        self.streams.on_followed = self._not_idle
         self.presence = PresenceStreams(
             client, self.keys, PresenceFeed(max_buffer=settings.ws_queue_max_events)
         )
@@ -90,6 +92,9 @@ class RealtimeService:
         self._empty.set()
         #: The idle timer of each connection that follows nothing (one at most).
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
+        #: Connections whose idle time ran out while a subscribe was being set up: idle
+        #: at once if it is refused, not if it is followed.
+        self._idle_lapsed: set[str] = set()
         #: One callable for every connection (a lambda each would cost a closure each).
         self._on_slow = self._count_slow
         metrics.watch(self.live_values)
@@ -256,7 +261,9 @@ class RealtimeService:
 
     def close_connection(self, connection: Connection) -> None:
         """Forget the connection: unsubscribe everything, release its place."""
-        connection.disarm()
+        # Whatever still waits on it (a resync or a snapshot waiting for room in its
+        # queue) stops now: nobody will drain that queue any more.
+        connection.request_close(CloseCode.NORMAL, "")
         if self.connections.pop(connection.connection_id, None) is None:
             return
         self.revocations.remove(connection)
@@ -268,6 +275,7 @@ class RealtimeService:
         timer = self._idle_timers.pop(connection.connection_id, None)
         if timer is not None:
             timer.cancel()
+        self._idle_lapsed.discard(connection.connection_id)
         self.streams.unsubscribe_all(connection)
         self.presence.unfollow(connection)
 
@@ -308,12 +316,21 @@ class RealtimeService:
 
     # -- idle connections -------------------------------------------------------------
 
-    def _idle_watch(self, connection: Connection) -> None:
+    def _idle_watch(self, connection: Connection, restart: bool = True) -> None:
         """The connection follows nothing any more: close it unless it subscribes again
-        within ``ws_idle_timeout_s``."""
+        within ``ws_idle_timeout_s``. ``restart`` False: what it lost was a subscribe
+        refused while set up, which leaves the time counting as it was."""
         connection_id = connection.connection_id
         if connection_id not in self.connections:
             return  # closing: nothing to watch
+        if not restart:
+            if connection_id in self._idle_lapsed:  # its time ran out meanwhile
+                self._idle_lapsed.discard(connection_id)
+                self._close_if_idle(connection)
+                return
+            if connection_id in self._idle_timers:
+                return
+        self._idle_lapsed.discard(connection_id)
         # The timer counts from the last time it went empty: an earlier one (it
         # subscribed and went empty again since) is replaced, not left to fire early.
         earlier = self._idle_timers.pop(connection_id, None)
@@ -322,17 +339,30 @@ class RealtimeService:
 
         def check() -> None:
             self._idle_timers.pop(connection_id, None)
-            if (
-                not connection.subscriptions
-                and connection_id in self.connections
-                and connection_id not in self.presence.feed
+            if connection.subscriptions and not any(
+                s.followed for s in connection.subscriptions.values()
             ):
-                refusal = Refusal.idle()
-                connection.request_close(refusal.close_code, refusal.message)
+                # Only subscribes still being set up: idle after all if they are refused.
+                self._idle_lapsed.add(connection_id)
+                return
+            self._close_if_idle(connection)
 
         self._idle_timers[connection_id] = asyncio.get_running_loop().call_later(
             self.settings.ws_idle_timeout_s, check
         )
+
+    def _not_idle(self, connection: Connection) -> None:
+        self._idle_lapsed.discard(connection.connection_id)
+
+    def _close_if_idle(self, connection: Connection) -> None:
+        connection_id = connection.connection_id
+        if (
+            not connection.subscriptions
+            and connection_id in self.connections
+            and connection_id not in self.presence.feed
+        ):
+            refusal = Refusal.idle()
+            connection.request_close(refusal.close_code, refusal.message)
 
     # -- shutdown and metrics -------------------------------------------------------------
 

@@ -60,8 +60,11 @@ class Subscriptions:
         self._reads = asyncio.Semaphore(LOG_READS)
         #: Finds a subscription's connection (set by the service that owns connections).
         self.connection_of: Callable[[str], Connection | None] = lambda _id: None
-        #: Called when an open connection is left with no subscription.
-        self.on_empty: Callable[[Connection], None] = lambda _c: None
+        #: Called when an open connection is left with no subscription: ``restart`` is
+        #: False when what left was never followed (a subscribe refused while set up).
+        self.on_empty: Callable[[Connection, bool], None] = lambda _c, _restart: None
+        #: Called when a subscribe finished and was kept.
+        self.on_followed: Callable[[Connection], None] = lambda _c: None
 
     # -- subscribe and unsubscribe ----------------------------------------------------
 
@@ -72,14 +75,15 @@ class Subscriptions:
         since: int,
         *,
         announce: Callable[[], None] | None = None,
-    ) -> None:
+    ) -> bool:
         """Deliver every event of ``command_id`` after ``since``, then live ones, exactly once.
 
         ``announce`` runs once the position is accepted, before the first replayed
-        event. Raises a ``Refusal`` (nothing is held then), or a fault.
+        event. Returns whether the subscription is kept (False: the connection closed or
+        dropped it meanwhile); raises a ``Refusal`` (nothing is held then), or a fault.
         """
         if command_id in connection.subscriptions:
-            return
+            return True
         subscription = Subscription(
             command_id=command_id,
             sink=connection.push,
@@ -93,11 +97,15 @@ class Subscriptions:
             subscription.hold = await self.relay.acquire(command_id)
             await self._replay(subscription, connection, announce)
             kept = _following(connection, subscription)
+            if kept:
+                subscription.followed = True
+                self.on_followed(connection)
         finally:
             # Whatever ended it (a refusal, a fault, a cancellation, the client leaving
             # while it waited), a subscription that is not kept gives its hold back now.
-            if not kept:  # never followed: the idle timer keeps counting as before
+            if not kept:  # never followed: the idle time keeps counting as before
                 self._drop(connection, subscription, emptied=False)
+        return kept
 
     async def follow(
         self,
@@ -110,8 +118,8 @@ class Subscriptions:
         """``subscribe``, with a refusal rendered for the client: the URL's command closes
         the connection, a command subscribed by an action gets an ``error`` event."""
         try:
-            await self.subscribe(connection, command_id, since, announce=announce)
-            log.info("subscribed", command_id=command_id, since=since)
+            if await self.subscribe(connection, command_id, since, announce=announce):
+                log.info("subscribed", command_id=command_id, since=since)
         except Exception as exc:
             refusal = as_refusal(exc)
             if refusal is None:
@@ -147,12 +155,13 @@ class Subscriptions:
     def _drop(
         self, connection: Connection, subscription: Subscription, *, emptied: bool = True
     ) -> None:
-        """Forget ``subscription`` everywhere and give its hold back (idempotent).
-        ``emptied``: a connection left with nothing is reported (``on_empty``)."""
+        """Forget ``subscription`` everywhere and give its hold back (idempotent). A
+        connection left with nothing is reported (``on_empty``; ``emptied`` False: by a
+        subscription that was never followed)."""
         if connection.subscriptions.get(subscription.command_id) is subscription:
             del connection.subscriptions[subscription.command_id]
-            if emptied and not connection.subscriptions and not connection.close_requested.is_set():
-                self.on_empty(connection)
+            if not connection.subscriptions and not connection.close_requested.is_set():
+                self.on_empty(connection, emptied)
         self.hub.remove(subscription)
         hold, subscription.hold = subscription.hold, None
         if hold is not None:
@@ -358,10 +367,11 @@ class Subscriptions:
         *,
         live: bool,
     ) -> None:
-        """Deliver ``entries``, waiting for the client to make room whenever it is full."""
+        """Deliver ``entries``, waiting for the client to make room whenever its queue
+        is as full as a replay may fill it (``Outbox.paced_fits``)."""
         index = 0
         while index < len(entries) and _following(connection, subscription):
-            if not connection.fits(entries[index][1]):
+            if not connection.paced_fits(entries[index][1]):
                 await connection.wait_for_room()
                 continue
             self.hub.replay(subscription, entries[index : index + 1], live=live)

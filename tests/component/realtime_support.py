@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,11 @@ from common.timeutil import utcnow
 from common.tokens import issue_token
 from common.users import Role, User, UserStore
 from realtime.app import create_app
+from realtime.hub import Hub, Subscription
+from realtime.metrics import RealtimeMetrics
+from realtime.relay import Relay
 from realtime.server import RealtimeServer, uvicorn_options
+from realtime.service import RealtimeService
 from tests.support import ServerThread, timeout
 
 RECV_TIMEOUT_S = 5.0
@@ -52,6 +56,39 @@ def realtime_server(settings: Settings) -> Iterator[ServerThread]:
 def service_of(server: ServerThread) -> Any:
     """The running app's ``RealtimeService`` (hub, relay, connections, metrics)."""
     return server.server.config.app.state.service
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    settings: Settings, **relay_options: Any
+) -> AsyncIterator[RealtimeService]:
+    """The realtime service with a real Redis and a started relay, in the caller's
+    loop and without a server: its connections (``service._open``) have no socket, so
+    nothing drains their queues, as for a client that stopped reading."""
+    client = async_client(settings.effective_redis_url)
+    hub = Hub()
+    service: RealtimeService
+
+    async def resync(subscription: Subscription) -> None:
+        await service.streams.resync(subscription)
+
+    relay = Relay(settings.effective_redis_url, hub, resync, **relay_options)
+    service = RealtimeService(settings, client, hub, relay, RealtimeMetrics())
+    await relay.start()
+    try:
+        await relay.wait_connected(10)
+        yield service
+    finally:
+        await relay.stop()
+        await client.aclose()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Wait, in the running loop, for a condition of that loop's own state."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 # no event to wait on: the loop's state
+            await asyncio.sleep(0.005)
+    assert condition(), what
 
 
 class World:

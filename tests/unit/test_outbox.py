@@ -104,3 +104,23 @@ def test_an_empty_queue_holds_no_deque() -> None:
     box.clear()
     assert box._items is None
     assert len(box) == 0
+
+
+def test_a_paced_producer_fills_three_quarters_of_either_bound() -> None:
+    """What a replay leaves free is room for live events and the client's answers."""
+    box = Outbox(max_events=8, max_bytes=1000)
+    assert box.paced_fits("x" * 5000) is True  # empty: anything fits
+    for _ in range(6):
+        assert box.paced_fits("abc") is True
+        box.offer("abc", 0.0)
+    assert box.paced_fits("abc") is False
+    assert box.fits("abc") is True  # an answer still fits
+
+    by_bytes = Outbox(max_events=100, max_bytes=100)
+    by_bytes.offer("x" * 70, 0.0)
+    assert by_bytes.paced_fits("x" * 6) is False
+    assert by_bytes.paced_fits("x" * 5) is True
+    assert by_bytes.fits("x" * 30) is True
+
+    one = Outbox(max_events=1, max_bytes=1)
+    assert one.paced_fits("abc") is True  # a bound of one still lets a replay through

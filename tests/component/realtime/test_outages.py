@@ -22,6 +22,7 @@ from common.settings import Settings
 from common.tokens import decode_token
 from common.users import User
 from realtime import revocation as revocation_module
+from realtime.refusals import Refusal
 from tests.component.realtime_support import (
     World,
     close_of,
@@ -31,6 +32,7 @@ from tests.component.realtime_support import (
     realtime_server,
     receive,
     response_event,
+    running_service,
     service_of,
     subscribers,
     with_settings,
@@ -338,3 +340,33 @@ def test_a_recheck_after_a_reconnect_waits_for_the_pool_no_longer_than_its_check
             private.admin.client_kill_filter(_type="pubsub")
             wait_for(lambda: relay.reconnects > reconnects, what="a reconnect")
             assert close_of(ws, timeout_s=10) == (1013, "Event stream unavailable")
+
+
+def test_an_idle_time_that_ran_out_during_a_refused_subscribe_still_closes_with_4408(
+    private: Private, own_redis: RedisServer
+) -> None:
+    """Left empty, the connection subscribes again; that subscribe is still being set up
+    when the idle time runs out, and then it is refused (Redis went away): the
+    connection is idle, and must not be left open until its token expires."""
+    settings = with_settings(private.settings, ws_idle_timeout_s=0.3)
+    other = private.world.command(private.alice)
+    claims = decode_token(settings, private.world.token(private.alice), "access")
+
+    async def scenario() -> None:
+        async with running_service(settings, confirm_timeout_s=1.5) as service:
+            connection = service._open(
+                private.alice, claims, transport="websocket", command_id=private.command_id
+            )
+            await service.streams.follow(connection, private.command_id, 0)
+            service.streams.unsubscribe(connection, private.command_id)  # the time counts
+            own_redis.halt()
+            # Unconfirmed for 1.5 s, then refused; the idle time ran out at 0.3 s.
+            await service.streams.follow(connection, other, 0)
+            assert connection.close_requested.is_set(), "left open though idle"
+            idle = Refusal.idle()
+            assert (connection.close_code, connection.close_reason) == (
+                idle.close_code,
+                idle.message,
+            )
+
+    asyncio.run(scenario())
