@@ -129,6 +129,8 @@ class RealtimeService:
                 raise Refusal.command_not_found()
         except Exception as exc:
             raise _refusal(exc, "admission_unavailable") from None
+        if self.closing:  # the shutdown began during the checks: it would miss this one
+            raise Refusal.going_away()
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
         connection = self._open(user, claims, transport=transport, command_id=command_id)
@@ -154,6 +156,8 @@ class RealtimeService:
                 raise Refusal.vehicle_not_found()
         except Exception as exc:
             raise _refusal(exc) from None
+        if self.closing:
+            raise Refusal.going_away()
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
         connection = self._open(user, claims, transport=transport, command_id="")

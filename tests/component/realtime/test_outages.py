@@ -370,3 +370,32 @@ def test_an_idle_time_that_ran_out_during_a_refused_subscribe_still_closes_with_
             )
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("stream", ["command", "presence"])
+def test_a_client_admitted_while_the_process_begins_to_shut_down_is_refused_with_1001(
+    private: Private, stream: str
+) -> None:
+    """The shutdown closes the open connections once; one whose checks were still
+    waiting on Redis then must not be registered after it, where nothing closes it."""
+    token = private.world.token(private.alice)
+
+    async def scenario() -> None:
+        async with running_service(private.settings) as service:
+            private.admin.client_pause(1000)  # every Redis read waits a second
+            admission = asyncio.create_task(
+                service.admit(
+                    token=token, command_id=private.command_id, since=None, transport="sse"
+                )
+                if stream == "command"
+                else service.admit_presence(token=token, vehicle_id=None, transport="sse")
+            )
+            await asyncio.sleep(0)  # the admission runs up to its first wait on Redis
+            assert not admission.done()
+            await service.go_away(drain_s=0, timeout_s=0.1)
+            with pytest.raises(Refusal) as refused:
+                await admission
+            assert refused.value.close_code == Refusal.going_away().close_code
+            assert not service.connections
+
+    asyncio.run(scenario())
