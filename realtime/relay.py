@@ -13,8 +13,9 @@ so events published during the outage still arrive.
 
 The relay also follows ``Keys.auth_events`` (revocations and deactivations) and
 hands each event to ``on_auth_event``, and ``Keys.presence_events`` (vehicles'
-connection changes) for ``on_presence_event``; after a reconnect (pushes may have
-been missed) it calls ``on_reconnected``.
+connection changes) for ``on_presence_event``; on every connection, the first
+included (pushes sent before it listened are lost), it calls ``on_reconnected`` once
+Redis has confirmed the auth channel.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class Relay:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Event()
         self._resync_pending: set[str] = set()
+        #: This connection's subscription to the auth channel is not confirmed yet.
+        self._auth_pending = False
         self.reconnects = 0
         #: The current wait before the next connection attempt (0 while connected).
         self.retry_delay_s = 0.0
@@ -199,9 +202,17 @@ class Relay:
         self._connected.set()
         if resync:
             log.info("relay_reconnected", channels=len(held))
-            if self._on_reconnected is not None:
-                self._on_reconnected()
+        # Pushes sent before this connection listened are lost (the first one included:
+        # clients may be admitted before it): ``on_reconnected`` runs once Redis has
+        # confirmed the auth channel, so a check it starts misses nothing in between.
+        self._auth_pending = self._auth_channel is not None
+        if not self._auth_pending:
+            self._reconnected()
         return pubsub
+
+    def _reconnected(self) -> None:
+        if self._on_reconnected is not None:
+            self._on_reconnected()
 
     async def _send_loop(self, pubsub: PubSubConnection) -> None:
         """Send what the book asks for, in order, one command for all the channels that
@@ -248,6 +259,10 @@ class Relay:
                     self._on_presence_event(data)
             else:
                 self._dispatch(channel, data)
+        elif kind == "subscribe" and channel == self._auth_channel:
+            if self._auth_pending:
+                self._auth_pending = False
+                self._reconnected()
         elif kind in ("subscribe", "unsubscribe"):
             answer = self._book.answered(
                 channel, "subscribe" if kind == "subscribe" else "unsubscribe"

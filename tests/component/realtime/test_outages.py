@@ -13,14 +13,16 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 import redis
+from websockets.sync.client import connect
 
 from common.commands import CommandStatus
 from common.eventlog import EventLog
 from common.events import StatusEvent
 from common.keys import Keys
+from common.redis_client import async_client
 from common.settings import Settings
 from common.tokens import decode_token
-from common.users import User
+from common.users import User, UserStore
 from realtime import revocation as revocation_module
 from realtime.refusals import Refusal
 from tests.component.realtime_support import (
@@ -399,3 +401,38 @@ def test_a_client_admitted_while_the_process_begins_to_shut_down_is_refused_with
             assert not service.connections
 
     asyncio.run(scenario())
+
+
+def test_a_deactivation_pushed_before_the_relay_first_listened_closes_the_stream(
+    private: Private, own_redis: RedisServer
+) -> None:
+    """A presence stream needs no channel of its own, so it is admitted while the relay
+    cannot subscribe yet (Redis refuses it the auth channel). A deactivation pushed then
+    reaches nobody; once the relay listens, its check ends the stream."""
+    keys = private.keys
+    admin = private.admin
+    # The service's Redis user may use every channel but the auth channel; the writes
+    # of this test go through a user of their own, allowed everything.
+    admin.execute_command("ACL", "SETUSER", "writer", "on", ">secret", "~*", "&*", "+@all")
+    admin.execute_command(
+        "ACL", "SETUSER", "default", "resetchannels",
+        f"&{keys.presence_events}", "&realtime-control:*", "&response:*",
+    )  # fmt: skip
+    writer_url = own_redis.url.replace("redis://", "redis://writer:secret@")
+    with realtime_server(private.settings) as server:
+        service = service_of(server)
+        token = private.world.token(private.alice)
+        with connect(f"{server.ws_base}/ws/vehicles?token={token}", open_timeout=timeout(5)) as ws:
+            assert [e["event"] for e in receive(ws, 2)] == ["welcome", "presence_snapshot"]
+            asyncio.run(_deactivate(writer_url, keys, private.alice.username))
+            assert service.revocations.seen == 0  # neither the push nor a connection yet
+            admin.execute_command("ACL", "SETUSER", "default", "allchannels")
+            assert close_of(ws, timeout_s=15) == (4403, "Session revoked")
+
+
+async def _deactivate(url: str, keys: Keys, username: str) -> None:
+    client = async_client(url)
+    try:
+        await UserStore(client, keys).set_active(username, False)
+    finally:
+        await client.aclose()

@@ -101,3 +101,34 @@ async def test_an_acquire_that_times_out_gives_its_hold_back(redis_url: str) -> 
     finally:
         await relay.stop()
         await probe.aclose()
+
+
+@in_loop
+async def test_the_first_connection_too_reports_itself_once_redis_confirmed_the_auth_channel(
+    redis_url: str,
+) -> None:
+    """Clients may be admitted before the relay first listens: the revocation check that
+    ``on_reconnected`` starts must run on the first connection too, and only once a
+    push on the auth channel can no longer be missed."""
+    auth_channel = f"test-auth:{uuid.uuid4()}"
+    probe = redis.asyncio.Redis.from_url(redis_url)
+    checks: list[asyncio.Task[int]] = []
+
+    def on_reconnected() -> None:
+        # Whoever publishes now reaches the relay (PUBLISH counts the receivers).
+        checks.append(asyncio.create_task(probe.publish(auth_channel, "{}")))
+
+    relay = await _started(redis_url, auth_channel=auth_channel, on_reconnected=on_reconnected)
+    try:
+        await _until(_async(lambda: bool(checks)), "on_reconnected on the first connection")
+        assert await checks[0] == 1
+    finally:
+        await relay.stop()
+        await probe.aclose()
+
+
+def _async(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
