@@ -294,6 +294,34 @@ def test_the_edge_routes_api_paths_to_the_api_and_websockets_to_realtime() -> No
     assert _location("/sse/").one("proxy_buffering").args == ["off"]
 
 
+def _routed(path: str) -> Directive:
+    """The location nginx picks for ``path``: the longest prefix, unless a regular
+    expression location matches (the first in the file), as nginx does without ``^~``."""
+    locations = _nginx().all("location")
+    prefixes = [loc for loc in locations if len(loc.args) == 1 and path.startswith(loc.args[0])]
+    best = max(prefixes, key=lambda loc: len(loc.args[0]), default=None)
+    for loc in locations:
+        if loc.args[0] in ("~", "~*") and re.search(
+            loc.args[1], path, re.IGNORECASE if loc.args[0] == "~*" else 0
+        ):
+            return loc
+    assert best is not None, f"no location for {path}"
+    return best
+
+
+def test_the_edge_sends_a_commands_server_sent_events_to_realtime_unbuffered() -> None:
+    """``GET /api/v1/commands/{id}/events`` is served by realtime; the api has no such
+    route, so the /api/ prefix must not take it."""
+    upstreams = {u.args[0]: u.one("server").args[0] for u in _nginx().all("upstream")}
+    events = _routed("/api/v1/commands/0b7e2f9c-8f1e-4a63-9d0e-2b1c3d4e5f60/events")
+    target = events.one("proxy_pass").args[0].removeprefix("http://")
+    assert upstreams[target] == f"realtime:{REALTIME_PORT}"
+    assert events.one("proxy_buffering").args == ["off"]
+    assert events.one("proxy_read_timeout").args == ["1h"]
+    for other in ("/api/v1/commands", "/api/v1/commands/x", "/api/v1/commands/x/cancel"):
+        assert _routed(other) is _location("/api/"), other
+
+
 def test_the_edge_upgrades_websockets_without_buffering_or_short_timeouts() -> None:
     ws = _location("/ws/")
     upgrade_map = next(
