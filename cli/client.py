@@ -173,9 +173,13 @@ class Client:
                     open_timeout=10,
                     close_timeout=2,
                 ) as socket:
-                    attempts = 0
                     for raw in socket:
                         event = json.loads(raw)
+                        if event.get("event") == "welcome":
+                            # Admitted (the server accepts first, then admits or
+                            # refuses): only now has a reconnect succeeded.
+                            attempts = 0
+                            continue
                         if event.get("event") == "snapshot":
                             yield event  # the stored state follows, not the original events
                             continue

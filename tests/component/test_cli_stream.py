@@ -113,6 +113,32 @@ def test_a_rate_limited_close_is_resumed_from_the_last_position(scripted: Start)
     assert recorder.paths[1].endswith("since=1")
 
 
+def _refuse_after_accepting(ws: ServerConnection) -> None:
+    """What the realtime server does to a client it cannot admit now: accept, then close
+    with a reconnect code (no welcome)."""
+    ws.close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+
+
+def test_refusals_after_the_handshake_count_as_failed_reconnects(scripted: Start) -> None:
+    """Only an admission (the welcome) makes a reconnect a success: a server that accepts
+    every socket and then refuses it is given up on after ``max_reconnects``."""
+    recorder, url = scripted([_refuse_after_accepting] * 5 + [_finish])
+    with pytest.raises(ApiError, match="Gave up reconnecting"):
+        list(_client().follow(url, max_reconnects=2))
+    assert len(recorder.paths) == 3
+
+
+def test_a_welcome_makes_a_reconnect_a_success(scripted: Start) -> None:
+    def admitted_then_refused(ws: ServerConnection) -> None:
+        ws.send(json.dumps({"event": "welcome", "connection_id": "x"}))
+        ws.close(CloseCode.TRY_AGAIN_LATER, "Event stream unavailable")
+
+    recorder, url = scripted([admitted_then_refused] * 4 + [_finish])
+    events = list(_client().follow(url, max_reconnects=2))
+    assert [e["status"] for e in events] == ["completed"]
+    assert len(recorder.paths) == 5
+
+
 @pytest.mark.parametrize(
     "code", [CloseCode.SESSION_REVOKED, CloseCode.IDLE, CloseCode.POLICY_VIOLATION, 4499]
 )
