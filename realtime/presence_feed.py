@@ -40,6 +40,8 @@ class Follower:
     buffer: list[str] | None = field(default_factory=list)
     #: The buffer overflowed: read the snapshot again.
     stale: bool = False
+    #: Counts the snapshots begun: only the newest may send or go live.
+    generation: int = 0
 
 
 class PresenceFeed:
@@ -85,10 +87,13 @@ class PresenceFeed:
             if not ids:
                 del self._by_vehicle[follower.vehicle_id]
 
-    def begin_snapshot(self, follower: Follower) -> None:
-        """Hold live events again (a new snapshot is about to be read)."""
+    def begin_snapshot(self, follower: Follower) -> int:
+        """Hold live events again (a new snapshot is about to be read); returns its
+        generation: a snapshot begun earlier must send nothing more."""
         follower.buffer = []
         follower.stale = False
+        follower.generation += 1
+        return follower.generation
 
     def go_live(self, follower: Follower) -> list[str]:
         """End buffering; return the events held, to send after the snapshot."""

@@ -11,6 +11,7 @@ gets a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio
@@ -22,6 +23,7 @@ from common.protocol import CloseCode
 from common.vehicles import Vehicle, VehicleStore
 from realtime.connection import Connection
 from realtime.presence_feed import Follower, PresenceFeed
+from realtime.refusals import Refusal, as_refusal
 
 __all__ = ["PRESENCE_SNAPSHOT_PAGE", "PresenceStreams"]
 
@@ -56,7 +58,7 @@ class PresenceStreams:
         """Register, send the snapshot, then the changes held meanwhile; live after."""
         follower = self.feed.add(connection.connection_id, connection.push, vehicle_id)
         self._connections[connection.connection_id] = connection
-        await self._snapshot(connection, follower)
+        await self._snapshot(connection, follower, follower.generation)
 
     def unfollow(self, connection: Connection) -> None:
         self.feed.remove(connection.connection_id)
@@ -72,38 +74,59 @@ class PresenceStreams:
             connection = self._connections.get(follower.connection_id)
             if connection is None:
                 continue
-            self.feed.begin_snapshot(follower)
-            task = asyncio.ensure_future(self._snapshot(connection, follower))
+            # One snapshot at a time per follower: the one begun here supersedes any
+            # still being read (it would send an older state after the live changes).
+            generation = self.feed.begin_snapshot(follower)
+            task = asyncio.ensure_future(self._snapshot(connection, follower, generation))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _snapshot(self, connection: Connection, follower: Follower) -> None:
+    async def _snapshot(self, connection: Connection, follower: Follower, generation: int) -> None:
+        """Send a snapshot, then the changes held meanwhile, and go live; stop as soon as
+        a newer snapshot of this follower has begun. A snapshot that cannot be read
+        closes the stream (1013: reconnect), as a command stream's replay does."""
         for _ in range(MAX_SNAPSHOT_ROUNDS):
             try:
-                await self._send_snapshot(connection, follower.vehicle_id)
-            except Exception as exc:  # Redis away: the relay's reconnect brings a new one
-                log.warning("presence_snapshot_failed", error=repr(exc))
+                async for event in self._snapshot_events(connection, follower.vehicle_id):
+                    if follower.generation != generation:
+                        return
+                    connection.push(event)
+            except Exception as exc:
+                if follower.generation != generation:
+                    return
+                refusal = as_refusal(exc)
+                if refusal is None:
+                    log.exception("presence_snapshot_failed")
+                    refusal = Refusal.internal()
+                else:
+                    log.warning("presence_snapshot_failed", error=repr(exc))
+                connection.request_close(refusal.close_code, refusal.message)
+                return
+            if follower.generation != generation:
                 return
             if follower.stale:
-                self.feed.begin_snapshot(follower)
+                generation = self.feed.begin_snapshot(follower)
                 continue
             for data in self.feed.go_live(follower):
                 connection.push(data)
             return
         connection.request_close(CloseCode.SLOW_CONSUMER, "Slow consumer: reconnect")
 
-    async def _send_snapshot(self, connection: Connection, vehicle_id: str | None) -> None:
+    async def _snapshot_events(
+        self, connection: Connection, vehicle_id: str | None
+    ) -> AsyncIterator[str]:
+        """The snapshot's events, each once there is room for it in the queue."""
         if vehicle_id is not None:
             vehicle = await self._vehicles.get(vehicle_id)
             one = [_presence(vehicle)] if vehicle is not None else []
-            connection.push(PresenceSnapshotEvent(vehicles=one).model_dump_json())
+            yield PresenceSnapshotEvent(vehicles=one).model_dump_json()
             return
         pages = self._vehicles.pages(PRESENCE_SNAPSHOT_PAGE)
         page: list[VehiclePresence] | None = None
         async for batch in pages:
             if page is not None:
                 await connection.wait_for_room()
-                connection.push(PresenceSnapshotEvent(vehicles=page, last=False).model_dump_json())
+                yield PresenceSnapshotEvent(vehicles=page, last=False).model_dump_json()
             page = [_presence(v) for v in batch]
         await connection.wait_for_room()
-        connection.push(PresenceSnapshotEvent(vehicles=page or []).model_dump_json())
+        yield PresenceSnapshotEvent(vehicles=page or []).model_dump_json()

@@ -100,3 +100,13 @@ def test_snapshot_then_held_then_live_ends_at_each_vehicles_last_state(
         message = json.loads(data)
         view[message["vehicle_id"]] = message["status"]
     assert view == state
+
+
+def test_each_snapshot_begun_has_a_newer_generation() -> None:
+    """A snapshot still being read can tell that a newer one superseded it."""
+    feed = PresenceFeed(max_buffer=10)
+    follower = feed.add("a", Client(), None)
+    first = follower.generation
+    second = feed.begin_snapshot(follower)
+    third = feed.begin_snapshot(follower)
+    assert first < second < third == follower.generation

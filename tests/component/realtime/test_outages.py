@@ -436,3 +436,20 @@ async def _deactivate(url: str, keys: Keys, username: str) -> None:
         await UserStore(client, keys).set_active(username, False)
     finally:
         await client.aclose()
+
+
+def test_a_presence_snapshot_that_redis_cannot_read_closes_the_stream_with_1013(
+    private: Private,
+) -> None:
+    """Not a silent stream that sends nothing until its token expires: reconnect."""
+    token = private.world.token(private.alice)
+    with realtime_server(private.settings) as server:
+        private.admin.execute_command("ACL", "SETUSER", "default", "-zrange")  # the fleet pages
+        try:
+            with connect(
+                f"{server.ws_base}/ws/vehicles?token={token}", open_timeout=timeout(5)
+            ) as ws:
+                assert receive(ws, 1)[0]["event"] == "welcome"
+                assert close_of(ws, timeout_s=10) == (1013, "Event stream unavailable")
+        finally:
+            private.admin.execute_command("ACL", "SETUSER", "default", "+zrange")

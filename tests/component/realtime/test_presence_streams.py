@@ -27,7 +27,9 @@ from tests.component.realtime_support import (
     close_of,
     realtime_server,
     receive,
+    running_service,
     service_of,
+    until,
     with_settings,
 )
 from tests.support import RedisServer, ServerThread, timeout, wait_for
@@ -217,3 +219,77 @@ def test_a_deactivated_user_loses_its_presence_stream_at_once(
         sync_redis.publish(Keys(settings.key_prefix).auth_events, event.model_dump_json())
         assert close_of(ws) == (4403, "Session revoked")
     wait_for(lambda: len(service_of(server).presence.feed) == 0, what="the follower to go")
+
+
+def test_a_snapshot_begun_by_a_relay_reconnect_supersedes_the_one_being_read(
+    settings: Settings, world: World
+) -> None:
+    """A relay reconnect while a follower's first snapshot is read begins a second one.
+    The first must send nothing more: otherwise it goes live, a change is sent, and the
+    second snapshot, read before that change, lands after it and leaves the client
+    showing an old state. The reads are real; a gate holds each one back."""
+    viewer = world.user("vera", Role.VIEWER)
+    token = world.token(viewer)
+    vehicle = registered(demo_fleet()[0])
+    keys = Keys(settings.key_prefix)
+
+    async def scenario() -> None:
+        holder: dict[str, Any] = {}
+        async with running_service(
+            settings,
+            presence_channel=keys.presence_events,
+            on_presence_event=lambda data: holder["service"].presence.on_event(data),
+        ) as service:
+            holder["service"] = service
+            vehicles = VehicleStore(service.client, keys)
+            await vehicles.put(vehicle)
+            connection = await service.admit_presence(
+                token=token, vehicle_id=vehicle.vehicle_id, transport="sse"
+            )
+            streams = service.presence
+            real_get = streams._vehicles.get
+            first_go, second_read, second_go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+            reads = 0
+
+            async def gated_get(vehicle_id: str) -> Any:
+                nonlocal reads
+                reads += 1
+                if reads == 1:  # the first snapshot: slow to read
+                    await first_go.wait()
+                    return await real_get(vehicle_id)
+                value = await real_get(vehicle_id)  # the second: read, then slow to go on
+                second_read.set()
+                await second_go.wait()
+                return value
+
+            streams._vehicles.get = gated_get  # type: ignore[method-assign]
+            first = asyncio.create_task(streams.follow(connection, vehicle.vehicle_id))
+            await until(lambda: reads == 1, "the first snapshot's read")
+            streams.resnapshot_all()  # what a relay reconnect does
+            await second_read.wait()
+            first_go.set()
+            await first
+            assert await Presence(service.client, keys, settings).connected(vehicle.vehicle_id)
+            follower = streams.feed.followers()[0]
+            await until(
+                lambda: streams.feed.delivered >= 1 or bool(follower.buffer),
+                "the change to reach the follower (sent live, or held for the snapshot)",
+            )
+            second_go.set()
+            await until(lambda: not streams._tasks, "the second snapshot")
+            await until(lambda: streams.feed.followers()[0].buffer is None, "the follower live")
+            shown: dict[str, str] = {}
+            while (item := connection.outbox.take()) is not None:
+                event = json.loads(item[0])
+                if event["event"] == "presence_snapshot":
+                    shown.update(
+                        {v["vehicle_id"]: v["connection_status"] for v in event["vehicles"]}
+                    )
+                elif event["event"] == "presence":
+                    shown[event["vehicle_id"]] = event["connection_status"]
+            stored = await vehicles.get(vehicle.vehicle_id)
+            assert stored is not None
+            assert shown[vehicle.vehicle_id] == stored.connection_status.value == "connected"
+            service.close_connection(connection)
+
+    asyncio.run(scenario())
