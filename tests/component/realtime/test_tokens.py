@@ -23,7 +23,9 @@ from tests.component.realtime_support import (
 )
 from tests.support import ServerThread, timeout
 
-SHORT_TTL_S = 1
+#: A token's ``exp`` is in whole seconds, so it lives between SHORT_TTL_S - 1 and
+#: SHORT_TTL_S: 2 leaves a busy machine at least a second to open the stream first.
+SHORT_TTL_S = 2
 GRACE_S = 0.2
 
 
