@@ -7,6 +7,11 @@ it liked. ``guarded_protocol`` wraps uvicorn's httptools protocol: from the firs
 of a request (or the connection's opening) until its headers are complete, at most
 ``max_head_bytes`` are read and at most ``timeout_s`` pass, else the client is answered
 and the connection closed.
+
+No realtime route takes a request body, so what a client sends while a response is
+under way (an event stream never completes) is the head of a pipelined next request:
+it is bounded the same way, and a connection that sends more is closed (there is no
+answering it in the middle of a stream).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class _GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
+        #: Bytes received since the current request's head was complete.
+        self._pipelined = 0
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -46,7 +53,13 @@ class _GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
+        if not self._in_head:
+            self._pipelined += len(data)
+            if self._pipelined > self.max_head_bytes:
+                self._disarm()
+                self.transport.close()
+                return
+        else:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(b"431 Request Header Fields Too Large", "Request head too large")
@@ -56,6 +69,8 @@ class _GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
+        if self._in_head:  # this request's head; a pipelined one keeps counting
+            self._pipelined = 0
         self._in_head = False
         self._disarm()
         super().on_headers_complete()
@@ -63,7 +78,7 @@ class _GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         # The next request on a kept-alive connection has a head of its own to bound;
         # its timer starts with its first byte (uvicorn's keep-alive timeout covers idle).
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._pipelined = True, self._pipelined, 0
         super().on_response_complete()
 
     def _arm(self) -> None:

@@ -66,6 +66,21 @@ def test_an_oversized_event_stream_request_is_answered_431(bounded: ServerThread
         assert _answer(sock).startswith(b"HTTP/1.1 431 ")
 
 
+def test_a_head_pipelined_behind_an_event_stream_is_bounded_too(
+    bounded: ServerThread, world: World
+) -> None:
+    """An event stream never completes its response, so the next request's head waits
+    behind it: past the bound the connection is closed, not buffered without end."""
+    token = world.token(world.user("alice"))
+    with socket.create_connection(("127.0.0.1", bounded.port)) as sock:
+        head = f"GET /sse/vehicles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        sock.sendall(head.encode())
+        sock.settimeout(timeout(10))
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 5000)
+        assert b"presence_snapshot" in _answer(sock)  # the stream, then the close
+
+
 def test_a_handshake_that_never_finishes_is_answered_408_and_closed(
     bounded: ServerThread,
 ) -> None:
