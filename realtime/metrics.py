@@ -114,6 +114,11 @@ class RealtimeMetrics:
             "Connections closed because their queue overflowed.",
             registry=self.registry,
         )
+        self.refusals_not_audited = Counter(
+            "sovd_realtime_refusals_not_audited",
+            "Refused admissions past the audit trail's rate (counted here, not audited).",
+            registry=self.registry,
+        )
         self.connections_opened = Counter(
             "sovd_realtime_connections_opened",
             "Connections accepted after authentication, by transport.",

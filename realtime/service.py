@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -35,7 +36,7 @@ from realtime.admission import read_admission
 from realtime.connection import Connection, Transport
 from realtime.hub import Hub
 from realtime.lifetime import Refresh, TokenLifetime
-from realtime.limits import ConnectionCounter
+from realtime.limits import ConnectionCounter, TokenBucket
 from realtime.metrics import LiveValues, RealtimeMetrics
 from realtime.outbox import Outbox
 from realtime.presence_feed import PresenceFeed
@@ -54,6 +55,10 @@ from realtime.subscriptions import Subscriptions, protocol_error
 __all__ = ["RealtimeService"]
 
 log = structlog.get_logger(__name__)
+
+#: Refused admissions written to the audit trail per second, and at once, by one
+#: process; the rest are counted in a metric.
+AUDIT_REFUSALS_PER_S, AUDIT_REFUSALS_BURST = 20.0, 100
 
 
 class RealtimeService:
@@ -84,6 +89,9 @@ class RealtimeService:
         self._tasks: set[asyncio.Task[None]] = set()
         self.revocations = Revocations(client, self.keys, self.connections, self._spawn)
         self.per_user = ConnectionCounter(settings.ws_max_connections_per_user)
+        self._audit_budget = TokenBucket(
+            AUDIT_REFUSALS_PER_S, AUDIT_REFUSALS_BURST, now=time.monotonic()
+        )
         self.closing = False
         #: The fullest any closed connection's queue ever was (events, bytes).
         self.peak_queued_events = 0
@@ -198,9 +206,7 @@ class RealtimeService:
             if reads.user is None or not reads.user.active:
                 raise AuthError("User inactive or unknown")
         except AuthError as exc:
-            await self.audit.record(
-                AuditAction.SUBSCRIPTION_REFUSED, outcome="denied", details={"reason": exc.message}
-            )
+            await self._audit_refusal(details={"reason": exc.message})
             raise
         return reads.user, claims, reads.command
 
@@ -209,9 +215,7 @@ class RealtimeService:
         try:
             return await authenticate_access_token(self.settings, self.client, self.keys, token)
         except AuthError as exc:
-            await self.audit.record(
-                AuditAction.SUBSCRIPTION_REFUSED, outcome="denied", details={"reason": exc.message}
-            )
+            await self._audit_refusal(details={"reason": exc.message})
             raise
 
     async def can_view(self, user: User, command_id: str) -> bool:
@@ -223,14 +227,22 @@ class RealtimeService:
         return visible
 
     async def _audit_not_visible(self, user: User, command_id: str) -> None:
-        await self.audit.record(
-            AuditAction.SUBSCRIPTION_REFUSED,
-            outcome="denied",
+        await self._audit_refusal(
             user_id=user.user_id,
             username=user.username,
             command_id=command_id[:64],
             details={"reason": "command not found or not visible"},
         )
+
+    async def _audit_refusal(self, **entry: Any) -> None:
+        """A refused admission in the audit trail, within ``AUDIT_REFUSALS_PER_S``: the
+        trail is bounded, and refusals cost a caller nothing (a forged token will do),
+        so past that rate they are only counted (``sovd_realtime_refusals_not_audited``)
+        rather than push out the entries an admin relies on."""
+        if not self._audit_budget.allow(time.monotonic()):
+            self.metrics.refusals_not_audited.inc()
+            return
+        await self.audit.record(AuditAction.SUBSCRIPTION_REFUSED, outcome="denied", **entry)
 
     def _open(
         self, user: User, claims: TokenClaims, *, transport: Transport, command_id: str
