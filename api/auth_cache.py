@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from common.auth_events import AuthEvent
 from common.errors import AuthError
 from common.keys import Keys
+from common.protocol import TOKEN_EXPIRED_REASON
 from common.settings import Settings
 from common.tokens import TokenClaims, decode_token
 from common.users import User
@@ -108,7 +109,7 @@ class AuthCache:
             if self._wall_clock() < claims.expires_at.timestamp():
                 return claims
             del self._verified[token]
-            raise AuthError("Token expired")
+            raise AuthError(TOKEN_EXPIRED_REASON)
         claims = decode_token(self._settings, token, "access")
         if len(self._verified) >= VERIFIED_MAX:
             for stale in list(self._verified)[: VERIFIED_MAX // 2]:

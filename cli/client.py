@@ -16,7 +16,7 @@ from common.protocol import (
     BEARER_PREFIX,
     SUBPROTOCOL,
     TERMINAL_STATUSES,
-    CloseCode,
+    needs_new_token,
     should_reconnect,
 )
 
@@ -203,7 +203,7 @@ class Client:
                 reason = closed.rcvd.reason if closed.rcvd else "connection lost"
             except (InvalidStatus, InvalidHandshake, OSError) as exc:
                 code, reason = 1006, str(exc)
-            if code == CloseCode.TOKEN_EXPIRED:
+            if needs_new_token(code, reason):
                 self.refresh()
             elif not should_reconnect(code):
                 raise ApiError(code, "stream_closed", f"Stream closed: {code} {reason}".strip())

@@ -19,7 +19,9 @@ __all__ = [
     "RECONNECT_CODES",
     "SUBPROTOCOL",
     "TERMINAL_STATUSES",
+    "TOKEN_EXPIRED_REASON",
     "CloseCode",
+    "needs_new_token",
     "protocol_js",
     "should_reconnect",
 ]
@@ -61,6 +63,19 @@ RECONNECT_CODES = frozenset(
 )
 
 
+#: The reason of the refusal of a token that expired (1008 at connect, 4401 on an open
+#: connection): the one refusal a client cures by itself, with a refresh.
+TOKEN_EXPIRED_REASON = "Token expired"  # noqa: S105 # a close reason, not a secret
+
+
+def needs_new_token(code: int, reason: str) -> bool:
+    """Whether the client should refresh its token, then reconnect: its token ran out
+    on the open connection (4401), or just before the handshake (1008 ``Token expired``)."""
+    return code == CloseCode.TOKEN_EXPIRED or (
+        code == CloseCode.POLICY_VIOLATION and reason == TOKEN_EXPIRED_REASON
+    )
+
+
 def should_reconnect(code: int) -> bool:
     """Whether a client should reconnect on its own after ``code``."""
     if 4000 <= code <= 4999:
@@ -82,9 +97,15 @@ def protocol_js() -> str:
         f"export const RECONNECT_CODES = new Set({json.dumps(reconnect)});\n"
         f"export const TERMINAL = new Set({json.dumps(terminal)});\n"
         f"export const STORED_STATUSES = Object.freeze({json.dumps(statuses)});\n"
+        f"export const TOKEN_EXPIRED_REASON = {json.dumps(TOKEN_EXPIRED_REASON)};\n"
         "/** Whether a client should reconnect on its own after a close with `code`. */\n"
         "export function shouldReconnect(code) {\n"
         "  if (code >= 4000 && code <= 4999) return code < 4400;\n"
         "  return RECONNECT_CODES.has(code);\n"
+        "}\n"
+        "/** Whether to refresh the token, then reconnect, after a close with `code`. */\n"
+        "export function needsNewToken(code, reason) {\n"
+        "  return code === CLOSE.TOKEN_EXPIRED ||\n"
+        "    (code === CLOSE.POLICY_VIOLATION && reason === TOKEN_EXPIRED_REASON);\n"
         "}\n"
     )

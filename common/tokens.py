@@ -10,6 +10,7 @@ from typing import Literal
 import jwt
 
 from common.errors import AuthError
+from common.protocol import TOKEN_EXPIRED_REASON
 from common.settings import Settings
 from common.timeutil import utcnow
 from common.users import Role, User
@@ -70,7 +71,7 @@ def decode_token(settings: Settings, token: str, typ: TokenType) -> TokenClaims:
             options={"require": ["sub", "role", "jti", "typ", "iat", "exp", "iss", "aud"]},
         )
     except jwt.ExpiredSignatureError:
-        raise AuthError("Token expired") from None
+        raise AuthError(TOKEN_EXPIRED_REASON) from None
     except jwt.InvalidTokenError:
         raise AuthError("Invalid token") from None
     if payload.get("typ") != typ:

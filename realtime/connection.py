@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Literal
 
-from common.protocol import CloseCode
+from common.protocol import TOKEN_EXPIRED_REASON, CloseCode
 from common.users import User
 from realtime.flag import Flag
 from realtime.hub import Subscription
@@ -120,7 +120,7 @@ class Connection:
             return
         left = self.lifetime.seconds_left(time.time())
         if left <= 0:
-            self.request_close(CloseCode.TOKEN_EXPIRED, "Token expired")
+            self.request_close(CloseCode.TOKEN_EXPIRED, TOKEN_EXPIRED_REASON)
             return
         # The timer only wakes a check of the wall clock: a loop clock that drifts from
         # it leads to another check, never to a close before the token's time.

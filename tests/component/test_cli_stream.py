@@ -17,7 +17,7 @@ from websockets.typing import Subprotocol
 from cli.client import ApiError, Client
 from cli.config import Credentials
 from cli.render import render_event
-from common.protocol import CloseCode
+from common.protocol import TOKEN_EXPIRED_REASON, CloseCode
 
 TOKEN = "header.payload.signature"
 
@@ -137,6 +137,33 @@ def test_a_welcome_makes_a_reconnect_a_success(scripted: Start) -> None:
     events = list(_client().follow(url, max_reconnects=2))
     assert [e["status"] for e in events] == ["completed"]
     assert len(recorder.paths) == 5
+
+
+class _Refreshing(Client):
+    """A client whose refresh (a POST to the api, absent here) hands it a new token."""
+
+    refreshed = 0
+
+    def refresh(self) -> None:
+        self.refreshed += 1
+        self.credentials.access_token = f"{TOKEN}.{self.refreshed}"
+
+
+@pytest.mark.parametrize(
+    "code", [CloseCode.TOKEN_EXPIRED, CloseCode.POLICY_VIOLATION], ids=["on-the-wire", "at-connect"]
+)
+def test_an_expired_token_is_refreshed_then_the_stream_resumed(scripted: Start, code: int) -> None:
+    """The console's rule (``needs_new_token``): 4401, or 1008 ``Token expired``."""
+
+    def expired(ws: ServerConnection) -> None:
+        ws.close(code, TOKEN_EXPIRED_REASON)
+
+    recorder, url = scripted([expired, _finish])
+    client = _Refreshing(_client().credentials)
+    events = list(client.follow(url))
+    assert [e["status"] for e in events] == ["completed"]
+    assert client.refreshed == 1
+    assert recorder.offered[1].endswith(f"bearer.{TOKEN}.1")
 
 
 @pytest.mark.parametrize(

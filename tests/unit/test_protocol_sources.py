@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from common.protocol import CloseCode, protocol_js
+from common.protocol import TOKEN_EXPIRED_REASON, CloseCode, protocol_js
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_JS = sorted((ROOT / "api" / "static" / "js").rglob("*.js"))
@@ -36,6 +37,14 @@ def test_the_console_stream_takes_its_rule_from_the_generated_module() -> None:
     stream = (ROOT / "api" / "static" / "js" / "stream.js").read_text()
     assert 'from "./protocol.js"' in stream
     assert "function shouldReconnect" not in stream
+    assert "needsNewToken(code, reason)" in stream  # the refresh rule too
+    assert "expired/" not in stream  # no pattern of its own for the expired-token reason
+
+
+def test_the_generated_module_carries_the_refresh_rule() -> None:
+    module = protocol_js()
+    assert f"TOKEN_EXPIRED_REASON = {json.dumps(TOKEN_EXPIRED_REASON)}" in module
+    assert "export function needsNewToken(code, reason)" in module
 
 
 def test_the_generated_module_names_every_close_code() -> None:

@@ -1,7 +1,7 @@
 // Follow one command's events over the realtime WebSocket (docs/protocol.md): resume
 // with since=<last seq> after a drop, never deliver an event twice, honour close codes.
 
-import { CLOSE, TERMINAL, shouldReconnect } from "./protocol.js";
+import { CLOSE, TERMINAL, needsNewToken, shouldReconnect } from "./protocol.js";
 import { streamProtocols, streamUrl } from "./http.js";
 import * as session from "./session.js";
 
@@ -162,8 +162,7 @@ export class CommandStream {
     this.#socket = null;
     if (this.#ended) return;
     const { code, reason } = event;
-    const expired =
-      code === CLOSE.TOKEN_EXPIRED || (code === CLOSE.POLICY_VIOLATION && /expired/i.test(reason));
+    const expired = needsNewToken(code, reason);
     if (expired && !this.#authRetried) {
       // The token ran out on the wire: rotate it, then resume where we were.
       this.#authRetried = true;
