@@ -146,11 +146,14 @@ class VehicleStore:
                     continue
 
     async def pages(self, size: int) -> AsyncIterator[list[Vehicle]]:
-        """Every vehicle, ``size`` at a time, in no particular order (one read per page)."""
-        start = 0
+        """Every vehicle, ``size`` at a time, by id (one read per page). Each page starts
+        after the last id read, not at an offset: a vehicle removed between two reads
+        does not shift the next page past one that is still there."""
+        after = "-"
         while True:
             ids = cast(
-                list[str], await self._client.zrange(self._keys.vehicles, start, start + size - 1)
+                list[str],
+                await self._client.zrangebylex(self._keys.vehicles, after, "+", start=0, num=size),
             )
             if not ids:
                 return
@@ -158,7 +161,7 @@ class VehicleStore:
             yield [Vehicle.model_validate_json(r) for r in raws if r]
             if len(ids) < size:
                 return
-            start += size
+            after = f"({ids[-1]}"
 
     async def count(self) -> int:
         return int(await self._client.zcard(self._keys.vehicles))
