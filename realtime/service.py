@@ -137,13 +137,7 @@ class RealtimeService:
                 raise Refusal.command_not_found()
         except Exception as exc:
             raise _refusal(exc, "admission_unavailable") from None
-        if self.closing:  # the shutdown began during the checks: it would miss this one
-            raise Refusal.going_away()
-        if not self.per_user.acquire(user.user_id):
-            raise Refusal.too_many_connections()
-        connection = self._open(user, claims, transport=transport, command_id=command_id)
-        self.revocations.catch_up(connection, seen)
-        return connection, position
+        return self._register(user, claims, seen, transport, command_id), position
 
     async def admit_presence(
         self, *, token: str | None, vehicle_id: str | None, transport: Transport
@@ -164,11 +158,19 @@ class RealtimeService:
                 raise Refusal.vehicle_not_found()
         except Exception as exc:
             raise _refusal(exc) from None
+        return self._register(user, claims, seen, transport, "")
+
+    def _register(
+        self, user: User, claims: TokenClaims, seen: int, transport: Transport, command_id: str
+    ) -> Connection:
+        """The last rungs of both ladders, once the checks passed: still not shutting
+        down (it began during the checks, it would miss this one), the connection limit;
+        then the connection is open and meets the auth events since ``seen``."""
         if self.closing:
             raise Refusal.going_away()
         if not self.per_user.acquire(user.user_id):
             raise Refusal.too_many_connections()
-        connection = self._open(user, claims, transport=transport, command_id="")
+        connection = self._open(user, claims, transport=transport, command_id=command_id)
         self.revocations.catch_up(connection, seen)
         return connection
 

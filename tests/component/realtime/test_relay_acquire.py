@@ -16,6 +16,7 @@ import redis.asyncio
 from common.keys import response_channel
 from realtime.hub import Hub, Subscription
 from realtime.relay import Relay, RelayUnavailable
+from tests.component.realtime_support import until
 
 
 def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -120,15 +121,8 @@ async def test_the_first_connection_too_reports_itself_once_redis_confirmed_the_
 
     relay = await _started(redis_url, auth_channel=auth_channel, on_reconnected=on_reconnected)
     try:
-        await _until(_async(lambda: bool(checks)), "on_reconnected on the first connection")
+        await until(lambda: bool(checks), "on_reconnected on the first connection")
         assert await checks[0] == 1
     finally:
         await relay.stop()
         await probe.aclose()
-
-
-def _async(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return condition()
-
-    return check
